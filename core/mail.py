@@ -1,0 +1,347 @@
+"""Parse raw RFC 822 / MIME messages into the text and metadata spamsift stores.
+
+Damaged mail is normal mail: ``parse_email`` never raises. It returns what it could read and
+records every problem it met in ``defects`` (the stdlib parser's own defects, plus charsets it
+could not honour and structures it had to guess at).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email import policy
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesParser
+
+from bs4 import BeautifulSoup, Comment
+
+# Headers every well-formed message carries (RFC 5322 requires From and Date).
+REQUIRED_HEADERS = ("From", "Date", "Subject", "Message-ID")
+
+# Parts nested deeper than this are not opened (a defence against crafted recursion).
+MAX_DEPTH = 20
+
+_FALLBACK_CHARSETS = ("utf-8", "cp1252")
+_HIDDEN_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d]*[1-9])", re.I
+)
+_DROPPED_TAGS = ("head", "script", "style", "noscript", "template", "iframe", "object",
+                 "embed", "svg", "canvas")
+_BLOCK_TAGS = ("p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5",
+               "h6", "blockquote", "pre", "hr", "section", "article", "header", "footer",
+               "td", "th", "dt", "dd", "address")
+_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+@dataclass
+class ParsedEmail:
+    message_id: str | None = None
+    subject: str = ""
+    sender: str | None = None
+    recipients: list[str] = field(default_factory=list)
+    sent_at: datetime | None = None
+    headers: list[list[str]] = field(default_factory=list)
+    text: str = ""
+    attachments: list[dict] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+
+def sha256(raw: bytes) -> bytes:
+    return hashlib.sha256(raw).digest()
+
+
+def clean_text(value: str) -> str:
+    """Make a string safe to store: undo surrogate escapes, drop NULs (PostgreSQL refuses them)."""
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        value = decode_bytes(value.encode("utf-8", "surrogateescape"), None)[0]
+    return value.replace("\x00", "")
+
+
+def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
+    """Decode with the declared charset, else UTF-8, else cp1252; return (text, defect or None)."""
+    defect = None
+    if charset:
+        try:
+            return data.decode(charset), None
+        except LookupError:
+            defect = f"unknown charset {charset!r}"
+        except UnicodeDecodeError:
+            defect = f"bytes not valid in declared charset {charset!r}"
+    for fallback in _FALLBACK_CHARSETS:
+        try:
+            return data.decode(fallback), defect
+        except UnicodeDecodeError:
+            continue
+    return data.decode("utf-8", "replace"), defect  # cp1252 leaves 5 bytes undefined
+
+
+def raw_header(raw: bytes, name: str) -> str | None:
+    """The unparsed text of the first ``name`` header, unfolded; no MIME decoding.
+
+    Used for the Message-ID, which the stdlib parser truncates when it is malformed.
+    """
+    head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    pattern = re.compile(rb"^" + re.escape(name.encode()) + rb"[ \t]*:(.*(?:\r?\n[ \t].*)*)",
+                         re.I | re.M)
+    match = pattern.search(head)
+    if not match:
+        return None
+    value = re.sub(rb"\r?\n[ \t]+", b" ", match.group(1)).strip()
+    return clean_text(decode_bytes(value, None)[0]) or None
+
+
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML document: scripts, styles and hidden elements are dropped."""
+    soup = BeautifulSoup(html, "lxml")
+    for element in soup.find_all(_DROPPED_TAGS):
+        element.decompose()
+    for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
+        comment.extract()
+    for element in soup.find_all(True):
+        if element.decomposed:
+            continue
+        attrs = element.attrs or {}
+        if ("hidden" in attrs or _HIDDEN_STYLE.search(str(attrs.get("style", "")))
+                or (element.name == "input" and str(attrs.get("type", "")).lower() == "hidden")):
+            element.decompose()
+    for element in soup.find_all(_BLOCK_TAGS):
+        element.insert_after("\n")
+        if element.name in ("td", "th"):
+            element.insert_after(" ")
+    return normalise_whitespace(soup.get_text())
+
+
+def normalise_whitespace(text: str) -> str:
+    lines = (_SPACES.sub(" ", line).strip() for line in text.replace("\r", "").split("\n"))
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def text_for_model(subject: str | None, text: str | None, max_chars: int) -> str:
+    """What the models read: subject and body, truncated (storage keeps the whole text)."""
+    return f"{subject or ''}\n\n{text or ''}".strip()[:max_chars]
+
+
+class _Reader:
+    """Walks one message, collecting body text, attachment metadata and defects."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.attachments: list[dict] = []
+        self.defects: list[str] = []
+
+    def defect(self, message: str) -> None:
+        if message not in self.defects:
+            self.defects.append(message)
+
+    def read(self, part: Message, depth: int = 0) -> None:
+        try:
+            self.read_part(part, depth)
+        finally:
+            # After reading: decoding a payload adds defects (bad base64, say) to its part.
+            for defect in getattr(part, "defects", []):
+                self.defect(f"{type(defect).__name__}: {defect}".rstrip(": "))
+
+    def read_part(self, part: Message, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            self.defect(f"parts nested deeper than {MAX_DEPTH} levels were skipped")
+            return
+        content_type = _content_type(part, self)
+        if content_type == "message/rfc822" and part.is_multipart():
+            for inner in part.get_payload():
+                self.read_forwarded(inner, depth + 1)
+        elif part.is_multipart():
+            children = [c for c in part.get_payload() if isinstance(c, Message)]
+            if content_type == "multipart/alternative":
+                self.read_alternative(children, depth + 1)
+            else:
+                for child in children:
+                    self.read(child, depth + 1)
+        else:
+            self.read_leaf(part, content_type)
+
+    def read_forwarded(self, inner: Message, depth: int) -> None:
+        subject = _header_text(inner, "Subject", self)
+        sender = _header_text(inner, "From", self)
+        if subject or sender:
+            self.texts.append(f"Forwarded message from {sender or 'unknown'}: {subject}".strip())
+        self.read(inner, depth)
+
+    def read_alternative(self, children: list[Message], depth: int) -> None:
+        """Read the best alternative: plain text when it has words, else the richest one."""
+        attempts: list[_Reader] = []
+        for child in children:
+            reader = _Reader()
+            reader.read(child, depth)
+            attempts.append(reader)
+            for defect in reader.defects:
+                self.defect(defect)
+        if not attempts:
+            return
+        with_text = [(i, r) for i, r in enumerate(attempts) if any(t.strip() for t in r.texts)]
+        plain = [(i, r) for i, r in with_text
+                 if _content_type(children[i], self) == "text/plain"]
+        chosen = (plain or with_text or list(enumerate(attempts)))[0][1]
+        self.texts.extend(chosen.texts)
+        for reader in attempts:
+            self.attachments.extend(reader.attachments)
+
+    def read_leaf(self, part: Message, content_type: str) -> None:
+        payload = _payload_bytes(part, self)
+        filename = _filename(part, self)
+        disposition = (part.get_content_disposition() or "").lower()
+        is_text = content_type.startswith("text/") or content_type.startswith("multipart/")
+        if is_text and disposition != "attachment" and not (filename and content_type
+                                                             not in ("text/plain", "text/html")):
+            text, problem = decode_bytes(payload, _charset(part))
+            if problem:
+                self.defect(f"{content_type} part: {problem}")
+            text = clean_text(text)
+            if content_type == "text/html":
+                text = html_to_text(text)
+            elif content_type.startswith("multipart/"):
+                self.defect(f"{content_type} without readable parts was read as text")
+            self.texts.append(text.strip())
+        else:
+            self.attachments.append({
+                "filename": clean_text(filename) if filename else None,
+                "content_type": content_type,
+                "size": len(payload),
+            })
+
+
+def _content_type(part: Message, reader: _Reader) -> str:
+    try:
+        return part.get_content_type()
+    except Exception as exc:  # malformed Content-Type headers can raise inside the policy
+        reader.defect(f"unreadable Content-Type: {exc}")
+        return "text/plain"
+
+
+def _charset(part: Message) -> str | None:
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        return None
+    return charset if charset and charset not in ("unknown-8bit", "x-unknown") else None
+
+
+def _filename(part: Message, reader: _Reader) -> str | None:
+    try:
+        return part.get_filename()
+    except Exception as exc:
+        reader.defect(f"unreadable attachment filename: {exc}")
+        return None
+
+
+def _payload_bytes(part: Message, reader: _Reader) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception as exc:
+        reader.defect(f"undecodable payload: {exc}")
+        raw = part.get_payload()
+        return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+    if payload is None:
+        return b""
+    return payload
+
+
+def _header_value(name: str, raw_value: str, reader: _Reader):
+    """The parsed header object (str subclass), or plain decoded text when parsing fails.
+
+    Raw 8-bit bytes (not allowed in headers, common in spam) are read as UTF-8, else cp1252.
+    """
+    value = raw_value
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        reader.defect(f"8-bit bytes in {name} header")
+        value = decode_bytes(value.encode("ascii", "surrogateescape"), None)[0]
+    try:
+        return policy.default.header_fetch_parse(name, value)
+    except Exception as exc:
+        reader.defect(f"unparseable {name} header: {exc}")
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:
+        return value
+
+
+def _header_text(message: Message, name: str, reader: _Reader) -> str:
+    for header_name, raw_value in message.raw_items():
+        if header_name.lower() == name.lower():
+            return clean_text(str(_header_value(header_name, raw_value, reader))).strip()
+    return ""
+
+
+def _addresses(header) -> list[str]:
+    found = []
+    for address in getattr(header, "addresses", ()) or ():
+        spec = clean_text(address.addr_spec or "").strip()
+        if spec and spec != "<>":
+            found.append(spec)
+    return found
+
+
+def _date(header, reader: _Reader) -> datetime | None:
+    value = getattr(header, "datetime", None)
+    if value is None:
+        if header is not None and str(header).strip():
+            reader.defect(f"unreadable Date header: {str(header)[:80]!r}")
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def parse_email(raw: bytes) -> ParsedEmail:
+    """Parse a raw message; never raises."""
+    reader = _Reader()
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+    except Exception as exc:  # the parser is lenient, but be certain
+        return ParsedEmail(text=clean_text(decode_bytes(raw, None)[0]),
+                           defects=[f"message could not be parsed: {exc}"])
+
+    parsed = ParsedEmail(message_id=raw_header(raw, "Message-ID"))
+    firsts: dict[str, object] = {}
+    for name, raw_value in message.raw_items():
+        value = _header_value(name, raw_value, reader)
+        parsed.headers.append([clean_text(name), clean_text(str(value))])
+        firsts.setdefault(name.lower(), value)
+
+    parsed.subject = clean_text(str(firsts.get("subject", ""))).strip()
+    from_header = firsts.get("from")
+    senders = _addresses(from_header)
+    if senders:
+        parsed.sender = senders[0]
+    elif from_header is not None and str(from_header).strip():
+        parsed.sender = clean_text(str(from_header)).strip()
+    for name in ("to", "cc"):
+        for header_name, raw_value in message.raw_items():
+            if header_name.lower() == name:
+                parsed.recipients.extend(_addresses(_header_value(name, raw_value, reader)))
+    parsed.sent_at = _date(firsts.get("date"), reader)
+    missing = [name for name in REQUIRED_HEADERS if name.lower() not in firsts]
+    if missing:
+        reader.defect("missing headers: " + ", ".join(missing))
+
+    try:
+        reader.read(message)
+    except Exception as exc:  # a parser bug on hostile input must not lose the email
+        reader.defect(f"body could not be fully read: {type(exc).__name__}: {exc}")
+    parsed.text = normalise_whitespace("\n\n".join(t for t in reader.texts if t))
+    parsed.attachments = reader.attachments
+    parsed.defects = reader.defects
+    if not parsed.text and not parsed.attachments:
+        reader.defect("empty body")
+    return parsed
+
+
+def is_probably_email(data: bytes) -> bool:
+    """Whether a file looks like a raw message: it starts with a header line."""
+    head = data[:2048].lstrip(b"\r\n")
+    first_line = head.split(b"\n", 1)[0]
+    return bool(re.match(rb"^(From |[!-9;-~]+[ \t]*:)", first_line))
+

@@ -1,0 +1,118 @@
+"""Test setup: real PostgreSQL (with pgvector) and Redis, a real Celery worker.
+
+The database is created fresh for each run and built by ``alembic upgrade head``; each test
+that uses ``db`` runs inside a SAVEPOINT that is rolled back. Tests that need committed rows
+(workers, the CLI) use ``committed`` instead, which empties every table afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/spamsift_test"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"
+
+TEST_DATABASE_URL = os.environ.get("SPAMSIFT_TEST_DATABASE_URL", DEFAULT_DATABASE_URL)
+TEST_BROKER_URL = os.environ.get("SPAMSIFT_TEST_BROKER_URL", DEFAULT_BROKER_URL)
+
+# Settings are read from the environment on first use, so set them before any test runs.
+os.environ["SPAMSIFT_DATABASE_URL"] = TEST_DATABASE_URL
+os.environ["SPAMSIFT_BROKER_URL"] = TEST_BROKER_URL
+os.environ.setdefault("SPAMSIFT_VAR_DIR", str(Path(__file__).parent.parent / "var" / "test"))
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO_ROOT = Path(__file__).parent.parent
+CORPUS_DIR = REPO_ROOT.parent / "shared" / "data" / "spamassassin"
+
+
+def recreate_database(url: str) -> None:
+    """Drop and create the database named in ``url`` (connecting to ``postgres``)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    admin = parsed.set(drivername="postgresql", database="postgres")
+    dsn = admin.render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{parsed.database}"')
+
+
+@pytest.fixture(scope="session")
+def engine():
+    from core import migrate
+    from core.db import get_engine
+
+    recreate_database(TEST_DATABASE_URL)
+    migrate.upgrade(TEST_DATABASE_URL)
+    engine = get_engine(TEST_DATABASE_URL)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine):
+    """A session whose work is rolled back after the test (commits become savepoints)."""
+    from sqlalchemy.orm import Session
+
+    connection = engine.connect()
+    transaction = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint",
+                      expire_on_commit=False)
+    yield session
+    session.close()
+    transaction.rollback()
+    connection.close()
+
+
+def truncate_all(engine) -> None:
+    from sqlalchemy import text
+
+    from core.models import Base
+
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def committed(engine):
+    """For tests whose rows must be committed (workers, CLI): every table is emptied after."""
+    truncate_all(engine)
+    yield engine
+    truncate_all(engine)
+
+
+@pytest.fixture(scope="session")
+def broker():
+    import redis
+
+    client = redis.Redis.from_url(TEST_BROKER_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(engine, broker):
+    """A real Celery worker (solo pool, in a thread) consuming every queue over Redis."""
+    from celery.contrib.testing.worker import start_worker
+
+    from workers.app import QUEUES, celery_app
+
+    celery_app.loader.import_default_modules()
+    with start_worker(celery_app, pool="solo", perform_ping_check=False,
+                      queues=list(QUEUES), shutdown_timeout=30) as worker:
+        yield worker
+
+
+@pytest.fixture
+def mail_fixture():
+    def read(name: str) -> bytes:
+        return (FIXTURES / "mail" / name).read_bytes()
+
+    return read

@@ -1,0 +1,126 @@
+"""The Celery app, its queues, the task base class, and how work is enqueued.
+
+Importing this module is cheap: no broker connection, no model. The configuration (broker
+URL included) is read from settings the first time Celery needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from celery import Celery, Task
+from kombu import Queue
+from sqlalchemy.orm import Session
+
+from core import services
+from core.config import get_settings
+from core.db import after_commit, session_scope
+
+log = logging.getLogger(__name__)
+
+# Queues by purpose; each can be given its own workers.
+REALTIME = "realtime"  # webhook verdicts, query embeddings
+BULK = "bulk"  # parsing and embedding imported mail
+TRAINING = "training"  # model fits
+QUEUES = (REALTIME, BULK, TRAINING)
+
+# Task names: the web app and the CLI enqueue by name and never import the task modules.
+PARSE_EMAILS = "spamsift.parse_emails"
+RECONCILE = "spamsift.reconcile"
+
+TASK_ROUTES = {
+    PARSE_EMAILS: {"queue": BULK},
+    RECONCILE: {"queue": BULK},
+}
+
+
+def _celery_config() -> dict:
+    settings = get_settings()
+    return {
+        "broker_url": services.broker_url(settings),
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": BULK,
+        "task_routes": TASK_ROUTES,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # acks_late re-delivers unacknowledged tasks after this long: longer than any task.
+        "broker_transport_options": {"visibility_timeout": 6 * 3600},
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "beat_schedule": _beat_schedule(settings.reconcile_after_seconds),
+        "timezone": "UTC",
+    }
+
+
+def _beat_schedule(reconcile_after_seconds: int) -> dict:
+    from workers.schedule import beat_schedule
+
+    return beat_schedule(reconcile_after_seconds)
+
+
+celery_app = Celery("spamsift", include=["workers.ingest", "workers.maintenance"])
+celery_app.add_defaults(_celery_config)  # a callable: evaluated when first needed
+
+
+class DbTask(Task):
+    """A task that owns a database session: committed when the task returns, rolled back
+    when it raises. Tasks reach it as ``self.session``."""
+
+    _local = threading.local()
+
+    @property
+    def session(self) -> Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            raise RuntimeError("the task's session is only available while it runs")
+        return session
+
+    def __call__(self, *args, **kwargs):
+        with session_scope() as session:
+            self._local.session = session
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                self._local.session = None
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker refused a message; the reconciler will enqueue the work later."""
+
+
+def send(name: str, args: Sequence = (), kwargs: dict | None = None) -> None:
+    """Enqueue a task by name on its queue; raises ``BrokerUnavailable`` if the broker is down."""
+    try:
+        celery_app.send_task(
+            name, args=list(args), kwargs=kwargs or {}, queue=TASK_ROUTES[name]["queue"],
+            retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
+                                      "interval_step": 0.5},
+        )
+    except Exception as exc:  # kombu raises OperationalError and friends
+        raise BrokerUnavailable(f"broker unavailable: {exc}") from exc
+
+
+def send_after_commit(session: Session, name: str, args: Sequence = (),
+                      kwargs: dict | None = None) -> None:
+    """Enqueue once the session commits. A broker failure is logged, not raised: the rows are
+    safe in the database and the reconciler will pick them up."""
+
+    def enqueue() -> None:
+        try:
+            send(name, args, kwargs)
+        except BrokerUnavailable as exc:
+            log.warning("%s not enqueued (%s); the reconciler will retry", name, exc)
+
+    after_commit(session, enqueue)
+
+
+def send_in_batches(name: str, ids: Sequence[int], batch_size: int, **kwargs) -> None:
+    for start in range(0, len(ids), batch_size):
+        send(name, [list(ids[start:start + batch_size])], kwargs)
