@@ -182,7 +182,7 @@ def _iter_mbox(lines: Iterable[bytes], origin: tuple[str, ...], max_bytes: int
                ) -> Iterator[RawMessage]:
     """Split an mbox stream at ``From `` lines that follow a blank line (mboxrd unescaping)."""
     number = 0
-    lines: list[bytes] = []
+    current: list[bytes] = []
     size = 0
     too_big = False
     previous_blank = True
@@ -191,7 +191,7 @@ def _iter_mbox(lines: Iterable[bytes], origin: tuple[str, ...], max_bytes: int
         where = origin[:-1] + (f"{origin[-1]}#{number}",)
         if too_big:
             return RawMessage(where, error=f"larger than the {max_bytes}-byte limit")
-        data = b"".join(lines)
+        data = b"".join(current)
         if data.endswith(b"\n\n"):
             data = data[:-1]  # the blank line that separates messages is not part of them
         return RawMessage(where, data=data)
@@ -201,16 +201,16 @@ def _iter_mbox(lines: Iterable[bytes], origin: tuple[str, ...], max_bytes: int
             if number:
                 yield finish()
             number += 1
-            lines, size, too_big = [], 0, False
+            current, size, too_big = [], 0, False
             previous_blank = False
             continue
         previous_blank = line in (b"\n", b"\r\n")
         size += len(line)
         if size > max_bytes:
             too_big = True
-            lines = []
+            current = []
         elif not too_big:
-            lines.append(_MBOX_ESCAPED_FROM.sub(rb"\1", line))
+            current.append(_MBOX_ESCAPED_FROM.sub(rb"\1", line))
     if number:
         yield finish()
 

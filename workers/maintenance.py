@@ -27,9 +27,12 @@ def stuck_email_ids(session, older_than_seconds: int, limit: int) -> list[int]:
 
 
 @shared_task(name=RECONCILE, base=DbTask, bind=True)
-def reconcile(self: DbTask, limit: int = 10_000) -> int:
+def reconcile(self: DbTask, older_than_seconds: int | None = None, limit: int = 10_000) -> int:
+    """Re-enqueue emails stuck in ``received`` for longer than the grace period."""
     settings = get_settings()
-    ids = stuck_email_ids(self.session, settings.reconcile_after_seconds, limit)
+    if older_than_seconds is None:
+        older_than_seconds = settings.reconcile_after_seconds
+    ids = stuck_email_ids(self.session, older_than_seconds, limit)
     if not ids:
         return 0
     # Touch the rows so the next run waits a full grace period before sending them again.
