@@ -6,7 +6,6 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CORPUS ?= ../shared/data/spamassassin
 
 # The suite runs against the machine's real servers unless these are already set.
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/spamsift_test
@@ -28,7 +27,7 @@ services: install
 	$(BIN)/spamsift up
 
 sample: services
-	$(BIN)/python -m cli.sample_mail $(CORPUS)
+	$(BIN)/spamsift sample
 
 run: sample
 	$(BIN)/spamsift run

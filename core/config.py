@@ -69,6 +69,8 @@ class Settings:
     # Import.
     import_batch_size: int
     enqueue_batch_size: int
+    # Sample mail for `make run`: the SpamAssassin corpus, read here or downloaded to var/.
+    sample_corpus_dir: Path
     # Workers.
     reconcile_after_seconds: int
     log_level: str
@@ -84,6 +86,7 @@ def load_settings() -> Settings:
         model_text_chars=env_int("MODEL_TEXT_CHARS", 20_000, minimum=100),
         import_batch_size=env_int("IMPORT_BATCH_SIZE", 500, minimum=1),
         enqueue_batch_size=env_int("ENQUEUE_BATCH_SIZE", 200, minimum=1),
+        sample_corpus_dir=Path(env_str("SAMPLE_CORPUS_DIR", "../shared/data/spamassassin")),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
     )

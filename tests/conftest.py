@@ -28,25 +28,12 @@ REPO_ROOT = Path(__file__).parent.parent
 CORPUS_DIR = REPO_ROOT.parent / "shared" / "data" / "spamassassin"
 
 
-def recreate_database(url: str) -> None:
-    """Drop and create the database named in ``url`` (connecting to ``postgres``)."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    admin = parsed.set(drivername="postgresql", database="postgres")
-    dsn = admin.render_as_string(hide_password=False)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{parsed.database}"')
-
-
 @pytest.fixture(scope="session")
 def engine():
     from core import migrate
     from core.db import get_engine
 
-    recreate_database(TEST_DATABASE_URL)
+    migrate.recreate_database(TEST_DATABASE_URL)
     migrate.upgrade(TEST_DATABASE_URL)
     engine = get_engine(TEST_DATABASE_URL)
     yield engine

@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from core import migrate
 from core.db import get_engine
 from core.models import Chunk, Email
-from tests.conftest import TEST_DATABASE_URL, recreate_database
+from tests.conftest import TEST_DATABASE_URL
 
 
 def test_exactly_one_alembic_head():
@@ -25,7 +25,7 @@ def test_models_and_migrations_do_not_drift(engine):
 def test_upgrade_downgrade_upgrade_on_a_real_database():
     url = make_url(TEST_DATABASE_URL).set(database="spamsift_test_migrations")
     url = url.render_as_string(hide_password=False)
-    recreate_database(url)
+    migrate.recreate_database(url)
     engine = get_engine(url)
     try:
         migrate.upgrade(url)

@@ -140,3 +140,15 @@ def test_corrupt_archive_and_missing_path_are_reported(tmp_path):
 ])
 def test_label_from_origin(origin, label):
     assert label_from_origin(origin) == label
+
+
+def test_corpus_download_check_catches_a_changed_message(tmp_path):
+    import hashlib
+
+    from core.corpus import md5_mismatches
+
+    good, changed = message(1), message(2)
+    names = {f"spam/00001.{hashlib.md5(good).hexdigest()}": good,
+             f"spam/00002.{hashlib.md5(changed).hexdigest()}": changed + b"tampered"}
+    archive = write_tar(tmp_path / "spam.tar.bz2", names, "w:bz2")
+    assert md5_mismatches(archive, LIMIT) == [f"spam.tar.bz2/{list(names)[1]}"]

@@ -1,0 +1,16 @@
+FROM python:3.11-slim
+WORKDIR /app
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml README.md alembic.ini ./
+COPY core core
+COPY ml ml
+COPY workers workers
+COPY web web
+COPY cli cli
+COPY migrations migrations
+RUN pip install --no-cache-dir '.[ml]'
+RUN useradd --create-home spamsift
+USER spamsift
+ENV SPAMSIFT_VAR_DIR=/home/spamsift/var
+EXPOSE 8000
+CMD ["spamsift", "web", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,1 @@
+"""Benchmarks: each writes its figures into its own section of BENCHMARKS.md."""

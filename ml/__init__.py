@@ -1,0 +1,2 @@
+"""Machine learning: encoders, chunking, classifiers, metrics. Pure: no database, no Flask,
+no Celery."""
