@@ -30,6 +30,8 @@ sample: services
 	$(BIN)/spamsift sample
 
 run: sample
+	# A first model so verdicts come at once; it trains as soon as the worker starts.
+	$(BIN)/spamsift train baseline --if-no-model
 	$(BIN)/spamsift run
 
 test: install

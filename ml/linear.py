@@ -27,10 +27,18 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
-def folds_for(y: np.ndarray, wanted: int = 5, seed: int = 0) -> StratifiedKFold:
-    smallest = int(min(np.sum(y), np.sum(~y.astype(bool))))
+def check_labels(y: np.ndarray) -> int:
+    """The size of the smaller class; raises unless both classes have two examples."""
+    y = np.asarray(y, dtype=bool)
+    smallest = int(min(np.sum(y), np.sum(~y)))
     if smallest < 2:
-        raise NotEnoughLabels("need at least 2 labeled emails of each class (spam and ham)")
+        raise NotEnoughLabels(f"need at least 2 labeled emails of each class (spam and ham); "
+                              f"have {int(y.sum())} spam and {int((~y).sum())} ham")
+    return smallest
+
+
+def folds_for(y: np.ndarray, wanted: int = 5, seed: int = 0) -> StratifiedKFold:
+    smallest = check_labels(y)
     return StratifiedKFold(n_splits=min(wanted, smallest), shuffle=True, random_state=seed)
 
 

@@ -28,10 +28,16 @@ QUEUES = (REALTIME, BULK, TRAINING)
 
 # Task names: the web app and the CLI enqueue by name and never import the task modules.
 PARSE_EMAILS = "spamsift.parse_emails"
+EMBED_EMAILS = "spamsift.embed_emails"
+CLASSIFY_EMAIL = "spamsift.classify_email"
+TRAIN_MODEL = "spamsift.train_model"
 RECONCILE = "spamsift.reconcile"
 
 TASK_ROUTES = {
     PARSE_EMAILS: {"queue": BULK},
+    EMBED_EMAILS: {"queue": BULK},
+    CLASSIFY_EMAIL: {"queue": REALTIME},
+    TRAIN_MODEL: {"queue": TRAINING},
     RECONCILE: {"queue": BULK},
 }
 
@@ -65,7 +71,8 @@ def _beat_schedule(reconcile_after_seconds: int) -> dict:
     return beat_schedule(reconcile_after_seconds)
 
 
-celery_app = Celery("spamsift", include=["workers.ingest", "workers.maintenance"])
+celery_app = Celery("spamsift", include=["workers.ingest", "workers.embed", "workers.classify",
+                                         "workers.train", "workers.maintenance"])
 celery_app.add_defaults(_celery_config)  # a callable: evaluated when first needed
 
 

@@ -33,7 +33,7 @@ class ImportSummary:
     failure_reasons: Counter = field(default_factory=Counter)
     not_enqueued: int = 0  # stored, but the broker was down: the reconciler will send them
     job_id: int | None = None
-    parse_job_id: int | None = None
+    parse_job_id: int | None = None  # parse and embed the new emails, on the workers
 
     @property
     def seen(self) -> int:
@@ -56,7 +56,7 @@ def import_paths(
         job = create_job(session, "import", total=expected_total, params={
             "paths": [os.fspath(p) for p in paths], "source": source,
             "label": label.value if label else None, "label_from_path": label_from_path})
-        parse_job = create_job(session, "parse", total=0, state=JobState.QUEUED)
+        parse_job = create_job(session, "ingest", total=0, state=JobState.QUEUED)
         summary.job_id, summary.parse_job_id = job.id, parse_job.id
 
     batch: list[tuple[RawMessage, Incoming]] = []
@@ -90,7 +90,7 @@ def import_paths(
         finish_job(session, import_job, JobState.SUCCEEDED, result=_result(summary))
         if not summary.imported:
             finish_job(session, session.get(Job, summary.parse_job_id), JobState.SUCCEEDED,
-                       message="nothing new to parse")
+                       message="nothing new to process")
     return summary
 
 

@@ -7,9 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from core.mail import parse_email
-from core.jobs import advance_job
 from core.models import Email, EmailStatus
-from workers.app import PARSE_EMAILS, DbTask
+from workers.app import EMBED_EMAILS, PARSE_EMAILS, DbTask, send_after_commit
 
 
 def apply_parse(email: Email) -> None:
@@ -38,6 +37,6 @@ def parse_emails(self: DbTask, email_ids: list[int], job_id: int | None = None) 
     ).all()
     for email in emails:
         apply_parse(email)
-    if job_id is not None:
-        advance_job(self.session, job_id, len(emails))
+    # Progress is counted when the last step (embedding) is done.
+    send_after_commit(self.session, EMBED_EMAILS, [[e.id for e in emails]], {"job_id": job_id})
     return len(emails)

@@ -61,17 +61,18 @@ def test_embedded_services_end_to_end(tmp_path):
             time.sleep(0.5)
         assert body and body["status"] == "ok", (body, (tmp_path / "processes.log").read_text())
 
-        # Another process finds the same embedded database, where the worker parsed the mail.
+        # Another process finds the same embedded database, where the worker parsed and
+        # embedded the mail.
         url = services.start_embedded_postgres(var_dir).replace("postgresql+psycopg", "postgresql")
         with psycopg.connect(url) as conn:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 counts = dict(conn.execute(
                     "SELECT status::text, count(*) FROM emails GROUP BY 1").fetchall())
-                if counts == {"parsed": 18}:
+                if counts == {"embedded": 18}:
                     break
                 time.sleep(0.5)
-        assert counts == {"parsed": 18}
+        assert counts == {"embedded": 18}
     finally:
         for process in processes:
             process.terminate()

@@ -8,7 +8,7 @@ import tarfile
 import time
 
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from cli.main import cli
 from core.db import session_scope
@@ -52,12 +52,12 @@ def test_import_stores_labels_dedupes_and_parses(committed, celery_worker, tmp_p
     assert "skipped 1 non-mail files" in result.output
     assert "broken.tar.gz: unreadable" in result.output
 
-    def all_parsed():
+    def all_embedded():
         with session_scope() as session:
             emails = session.scalars(select(Email)).all()
-            return emails if all(e.status == EmailStatus.PARSED for e in emails) else None
+            return emails if all(e.status == EmailStatus.EMBEDDED for e in emails) else None
 
-    emails = wait_for(all_parsed)
+    emails = wait_for(all_embedded, timeout=60)
     by_subject = {e.subject: e for e in emails}
     assert by_subject["Your exclusive offer"].label == Label.SPAM
     assert by_subject["Lunch on Friday?"].label == Label.HAM
@@ -70,8 +70,10 @@ def test_import_stores_labels_dedupes_and_parses(committed, celery_worker, tmp_p
         jobs = {job.kind: job for job in session.scalars(select(Job))}
         assert jobs["import"].state == JobState.SUCCEEDED and jobs["import"].done == 7
         assert jobs["import"].result["imported"] == 5
-        wait_for(lambda: session.refresh(jobs["parse"]) or jobs["parse"].done == 5)
-        assert jobs["parse"].state == JobState.SUCCEEDED
+        wait_for(lambda: session.refresh(jobs["ingest"]) or jobs["ingest"].done == 5)
+        assert jobs["ingest"].state == JobState.SUCCEEDED
+        chunks = session.execute(text("SELECT count(DISTINCT email_id), min(dim) FROM chunks"))
+        assert tuple(chunks.one()) == (5, 384)
 
     again = runner.invoke(cli, ["import", str(root), "--label-from-path"])
     assert again.exit_code == 0, again.output
@@ -115,9 +117,9 @@ def test_broker_down_still_stores_then_reconciler_recovers(committed, celery_wor
 
     send(RECONCILE, kwargs={"older_than_seconds": 0})
 
-    def parsed_count():
+    def embedded_count():
         with session_scope() as session:
             statuses = session.scalars(select(Email.status)).all()
-        return statuses.count(EmailStatus.PARSED) == 3
+        return statuses.count(EmailStatus.EMBEDDED) == 3
 
-    wait_for(parsed_count)
+    wait_for(embedded_count, timeout=60)

@@ -1,0 +1,85 @@
+"""The SpamAssassin corpus for benchmarks: parsed texts, labels, folders, and cached vectors.
+
+Vectors are derived data: cached under var/bench (never committed) keyed by encoder and
+chunking, so reruns of the classifier bench skip the slow embedding step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.config import get_settings
+from core.corpus import corpus_archives
+from core.importers import iter_messages, label_from_origin
+from core.mail import parse_email, text_for_model
+from core.models import Label
+
+EARLY_FOLDERS = ("easy_ham", "hard_ham", "spam")  # 2002
+LATE_FOLDERS = ("easy_ham_2", "spam_2")  # later
+
+
+@dataclass
+class Corpus:
+    ids: list[str]
+    folders: np.ndarray
+    texts: list[str]
+    y: np.ndarray  # 1 = spam
+
+
+def load_corpus() -> Corpus:
+    settings = get_settings()
+    archives = corpus_archives(settings.sample_corpus_dir)
+    if not archives:
+        raise SystemExit(f"no corpus in {settings.sample_corpus_dir}")
+    ids, folders, texts, y = [], [], [], []
+    for message in iter_messages(archives, settings.max_message_bytes):
+        if message.data is None:
+            continue
+        parsed = parse_email(message.data)
+        folder, name = message.origin[-1].rsplit("/", 1)
+        ids.append(f"{folder}/{name}")
+        folders.append(folder)
+        texts.append(text_for_model(parsed.subject, parsed.text, settings.model_text_chars))
+        y.append(label_from_origin(message.origin) == Label.SPAM)
+    return Corpus(ids, np.array(folders), texts, np.array(y, dtype=int))
+
+
+def cached_vectors(corpus: Corpus, encoder, log=print) -> dict[str, np.ndarray]:
+    """Per email: first-chunk and mean-of-chunks document vectors, for CLS and mean pooling.
+
+    Returns {"cls-first", "cls-chunks", "mean-first", "mean-chunks"} → (n, dim) arrays.
+    """
+    from ml.encoder import document_vector
+
+    key = hashlib.sha256(json.dumps([encoder.name, encoder.max_length,
+                                     encoder.config.chunk_overlap, encoder.config.max_chunks,
+                                     corpus.ids]).encode()).hexdigest()[:16]
+    path = get_settings().var_dir / "bench" / f"vectors-{key}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    chunk_texts, owners = [], []
+    for index, text in enumerate(corpus.texts):
+        for chunk in encoder.chunk(text):
+            chunk_texts.append(chunk.text)
+            owners.append(index)
+    owners = np.array(owners)
+    log(f"embedding {len(chunk_texts)} chunks of {len(corpus.texts)} emails")
+    start = time.perf_counter()
+    pooled = encoder.embed_poolings(chunk_texts)
+    log(f"embedded in {time.perf_counter() - start:.0f} s")
+    vectors = {}
+    first = np.searchsorted(owners, np.arange(len(corpus.texts)))
+    for pooling, chunk_vectors in pooled.items():
+        vectors[f"{pooling}-first"] = chunk_vectors[first]
+        vectors[f"{pooling}-chunks"] = np.stack([
+            document_vector(chunk_vectors[owners == i]) for i in range(len(corpus.texts))])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **vectors)
+    return vectors

