@@ -82,6 +82,14 @@ class Settings:
     target_fpr: float
     max_spam_missed: float
     evidence_k: int
+    # Inbound webhooks (a provider's endpoint is off until its credentials are set).
+    mailgun_signing_key: str
+    sendgrid_public_key: str
+    sendgrid_secret: str
+    postmark_username: str
+    postmark_password: str
+    webhook_timestamp_window: int
+    webhook_max_wait_ms: int
     # Workers.
     reconcile_after_seconds: int
     log_level: str
@@ -108,6 +116,13 @@ def load_settings() -> Settings:
         target_fpr=env_float("TARGET_FPR", 0.001),
         max_spam_missed=env_float("MAX_SPAM_MISSED", 0.05),
         evidence_k=env_int("EVIDENCE_K", 5, minimum=0),
+        mailgun_signing_key=env_str("MAILGUN_SIGNING_KEY"),
+        sendgrid_public_key=env_str("SENDGRID_PUBLIC_KEY"),
+        sendgrid_secret=env_str("SENDGRID_SECRET"),
+        postmark_username=env_str("POSTMARK_USERNAME"),
+        postmark_password=env_str("POSTMARK_PASSWORD"),
+        webhook_timestamp_window=env_int("WEBHOOK_TIMESTAMP_WINDOW", 300, minimum=1),
+        webhook_max_wait_ms=env_int("WEBHOOK_MAX_WAIT_MS", 10_000, minimum=0),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
     )

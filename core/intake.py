@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from core.mail import raw_header, sha256
-from core.models import Label
+from core.models import Email, Label
 
 _STAGING_TABLE = "incoming_emails"
 
@@ -87,3 +87,25 @@ def store_emails(session: Session, items: list[Incoming]) -> list[Stored]:
         else:
             results.append(Stored(created.get(digest) or existing[digest], False))
     return results
+
+
+def store_delivery(session: Session, raw: bytes, source: str, window_hours: int = 24) -> Stored:
+    """Store one message a provider delivered, recognising the provider's retries.
+
+    A retry is the same bytes, or, for formats rebuilt from parsed fields, the same raw
+    Message-ID, From and Subject header text from the same source within ``window_hours``
+    (raw text: the stdlib parser truncates some malformed Message-IDs, which would merge
+    different messages). Either way the retry gets the first delivery's id.
+    """
+    message_id = raw_header(raw, "Message-ID")
+    if message_id:
+        fingerprint = (raw_header(raw, "From"), raw_header(raw, "Subject"))
+        earlier = session.execute(
+            select(Email.id, Email.raw).where(
+                Email.source == source, Email.message_id == message_id,
+                Email.received_at > func.now() - text(f"interval '{int(window_hours)} hours'"))
+            .order_by(Email.id)).all()
+        for email_id, earlier_raw in earlier:
+            if (raw_header(earlier_raw, "From"), raw_header(earlier_raw, "Subject")) == fingerprint:
+                return Stored(email_id, False)
+    return store_emails(session, [Incoming(raw=raw, source=source)])[0]

@@ -14,6 +14,7 @@ import os
 import subprocess
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from core.config import Settings, get_settings
@@ -164,3 +165,17 @@ def stop_embedded_redis(var_dir: Path) -> bool:
     while socket_path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     return True
+
+
+def redis_client(url: str | None = None):
+    """A redis-py client for the broker (Celery's ``redis+socket://`` URLs included)."""
+    return _redis_client(url or broker_url())
+
+
+@lru_cache(maxsize=4)
+def _redis_client(url: str):
+    import redis
+
+    if url.startswith("redis+socket://"):
+        url = "unix://" + url[len("redis+socket://"):]
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)

@@ -23,6 +23,30 @@ os.environ["SPAMSIFT_DATABASE_URL"] = TEST_DATABASE_URL
 os.environ["SPAMSIFT_BROKER_URL"] = TEST_BROKER_URL
 os.environ.setdefault("SPAMSIFT_VAR_DIR", str(Path(__file__).parent.parent / "var" / "test"))
 
+
+def _sendgrid_test_key():
+    """A P-256 key pair made for this run: tests sign like SendGrid, the app verifies."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key, base64.b64encode(public).decode()
+
+
+SENDGRID_PRIVATE_KEY, _sendgrid_public = _sendgrid_test_key()
+WEBHOOK_SETTINGS = {
+    "SPAMSIFT_MAILGUN_SIGNING_KEY": "key-test-mailgun-signing",
+    "SPAMSIFT_SENDGRID_PUBLIC_KEY": _sendgrid_public,
+    "SPAMSIFT_SENDGRID_SECRET": "sendgrid-url-secret",
+    "SPAMSIFT_POSTMARK_USERNAME": "postmark",
+    "SPAMSIFT_POSTMARK_PASSWORD": "postmark-test-password",
+}
+os.environ.update(WEBHOOK_SETTINGS)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).parent.parent
 CORPUS_DIR = REPO_ROOT.parent / "shared" / "data" / "spamassassin"
@@ -56,13 +80,27 @@ def db(engine):
 
 
 def truncate_all(engine) -> None:
+    """Empty every table. Work a test left queued is dropped first; a task the worker is
+    still running can hold locks, so the TRUNCATE waits for it and retries on deadlock."""
+    import time
+
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
 
     from core.models import Base
+    from workers.app import celery_app
 
+    celery_app.control.purge()
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    for attempt in range(20):
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            return
+        except OperationalError:
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture
@@ -103,3 +141,22 @@ def mail_fixture():
         return (FIXTURES / "mail" / name).read_bytes()
 
     return read
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    """Change settings for one test: ``settings(NAME=value)`` sets SPAMSIFT_NAME."""
+    from core.config import get_settings
+
+    def change(**values):
+        for name, value in values.items():
+            if value is None:
+                monkeypatch.delenv("SPAMSIFT_" + name, raising=False)
+            else:
+                monkeypatch.setenv("SPAMSIFT_" + name, str(value))
+        get_settings.cache_clear()
+        return get_settings()
+
+    yield change
+    monkeypatch.undo()
+    get_settings.cache_clear()
