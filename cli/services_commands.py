@@ -11,6 +11,7 @@ import click
 
 from core import migrate, services
 from core.config import get_settings
+from workers.app import QUEUES
 
 
 @click.command()
@@ -47,14 +48,15 @@ def down() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def run(host: str, port: int) -> None:
-    """Serve everything: the web app, a worker for every queue, and beat. Ctrl-C stops all."""
+    """Serve everything: the web app, one worker per queue, and beat. Ctrl-C stops all."""
     settings = get_settings()
     services.database_url(settings)
     services.broker_url(settings)
     spamsift = [sys.executable, "-m", "cli"]
+    # A worker per queue, so a verdict never waits behind a bulk import or a training run.
     commands = {
         "web": spamsift + ["web", "--host", host, "--port", str(port)],
-        "worker": spamsift + ["worker"],
+        **{f"worker-{queue}": spamsift + ["worker", "-Q", queue, "-c", "1"] for queue in QUEUES},
         "beat": spamsift + ["beat"],
     }
     processes = {name: subprocess.Popen(argv) for name, argv in commands.items()}

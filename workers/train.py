@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from celery import shared_task
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.config import get_settings
 from core.db import session_scope
 from core.jobs import finish_job
-from core.mail import text_for_model
+from core.mail import parse_email, text_for_model
 from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel
 from core.registry import activate
-from core.vectors import document_vectors
+from core.vectors import document_vectors, emails_without_chunks
 from ml.baseline import train_baseline
 from ml.classifiers import LINEAR, TFIDF_LR, TFIDF_NB, validate
 from ml.linear import check_labels, train_linear_probe
 from workers.app import TRAIN_MODEL, DbTask
 from workers.embed import embed
-from workers.ingest import apply_parse
 from workers.runtime import get_encoder
 
 EMBED_BATCH = 256
@@ -29,6 +30,43 @@ def _progress(job_id: int, done: int, total: int, message: str) -> None:
     with session_scope() as session:
         job = session.get(Job, job_id)
         job.done, job.total, job.message = done, total, message
+        if job.state == JobState.QUEUED:
+            job.state = JobState.RUNNING
+            job.started_at = func.now()
+
+
+def _texts(emails: list[Email], max_chars: int) -> list[str]:
+    """Model input for each email; mail no worker has parsed yet is parsed here, in memory
+    (training never writes to email rows, so it never waits on the bulk workers' locks)."""
+    texts = []
+    for email in emails:
+        if email.status == EmailStatus.RECEIVED:
+            parsed = parse_email(email.raw)
+            texts.append(text_for_model(parsed.subject, parsed.text, max_chars))
+        else:
+            texts.append(text_for_model(email.subject, email.text, max_chars))
+    return texts
+
+
+def _embed_all(session, job_id: int, email_ids: list[int], pooling: str) -> None:
+    """Make sure every email has vectors for ``pooling``: embed those no bulk worker holds,
+    and wait for the ones a bulk worker is embedding right now."""
+    encoder_name = get_encoder().name_for(pooling)
+    while True:
+        missing = sorted(emails_without_chunks(session, encoder_name, email_ids))
+        _progress(job_id, len(email_ids) - len(missing), len(email_ids),
+                  "embedding labeled emails")
+        if not missing:
+            return
+        batch = list(session.scalars(
+            select(Email).where(Email.id.in_(missing[:EMBED_BATCH]),
+                                Email.status != EmailStatus.RECEIVED)
+            .with_for_update(skip_locked=True)))
+        if batch:
+            embed(session, batch, pooling)
+        else:
+            time.sleep(1)  # parsed or embedded elsewhere meanwhile
+        session.commit()  # keep the vectors, release the rows
 
 
 @shared_task(name=TRAIN_MODEL, base=DbTask, bind=True)
@@ -37,11 +75,9 @@ def train_model(self: DbTask, job_id: int, kind: str, pooling: str | None = None
     settings = get_settings()
     session = self.session
     try:
+        _progress(job_id, 0, 0, "loading labeled emails")
         emails = list(session.scalars(
             select(Email).where(Email.label.is_not(None)).order_by(Email.id)))
-        for email in emails:
-            if email.status == EmailStatus.RECEIVED:
-                apply_parse(email)
         y = np.array([e.label == Label.SPAM for e in emails], dtype=int)
         check_labels(y)
         encoder_name = None
@@ -49,10 +85,7 @@ def train_model(self: DbTask, job_id: int, kind: str, pooling: str | None = None
             encoder = get_encoder()
             pooling = pooling or encoder.config.pooling
             encoder_name = encoder.name_for(pooling)
-            for start in range(0, len(emails), EMBED_BATCH):
-                _progress(job_id, start, len(emails), "embedding labeled emails")
-                embed(session, emails[start:start + EMBED_BATCH], pooling)
-                session.commit()  # keep the vectors even if training fails
+            _embed_all(session, job_id, [e.id for e in emails], pooling)
             _progress(job_id, len(emails), len(emails), "fitting")
             vectors = document_vectors(session, encoder_name, [e.id for e in emails])
             classifier, oof, params = train_linear_probe(
@@ -60,7 +93,7 @@ def train_model(self: DbTask, job_id: int, kind: str, pooling: str | None = None
             params["pooling"] = pooling
         elif kind in (TFIDF_NB, TFIDF_LR):
             _progress(job_id, 0, len(emails), "fitting")
-            texts = [text_for_model(e.subject, e.text, settings.model_text_chars) for e in emails]
+            texts = _texts(emails, settings.model_text_chars)
             classifier, oof, params = train_baseline(texts, y, kind.split("-")[1])
         else:
             raise ValueError(f"cannot train a model of kind {kind!r}")
