@@ -63,6 +63,7 @@ class Settings:
     broker_url: str
     var_dir: Path
     secret_key: str
+    secure_cookies: bool
     # Mail limits.
     max_message_bytes: int
     model_text_chars: int
@@ -101,6 +102,7 @@ def load_settings() -> Settings:
         broker_url=env_str("BROKER_URL"),
         var_dir=Path(env_str("VAR_DIR", "var")).resolve(),
         secret_key=env_str("SECRET_KEY", "dev-only-secret-change-me"),
+        secure_cookies=env_bool("SECURE_COOKIES", False),
         max_message_bytes=env_int("MAX_MESSAGE_BYTES", 30 * 1024 * 1024, minimum=1024),
         model_text_chars=env_int("MODEL_TEXT_CHARS", 20_000, minimum=100),
         import_batch_size=env_int("IMPORT_BATCH_SIZE", 500, minimum=1),

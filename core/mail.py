@@ -345,3 +345,16 @@ def is_probably_email(data: bytes) -> bool:
     first_line = head.split(b"\n", 1)[0]
     return bool(re.match(rb"^(From |[!-9;-~]+[ \t]*:)", first_line))
 
+
+
+def html_body(raw: bytes) -> str | None:
+    """The message's main HTML part as text (for display, after sanitising), or None."""
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+        part = message.get_body(preferencelist=("html",))
+    except Exception:
+        return None
+    if part is None or part.get_content_type() != "text/html":
+        return None
+    payload = _payload_bytes(part, _Reader())
+    return clean_text(decode_bytes(payload, _charset(part))[0])

@@ -31,6 +31,7 @@ def activate(session: Session, model_id: int) -> TrainedModel:
     model.is_active = True
     model.activated_at = func.now()
     session.flush()
+    session.refresh(model)  # load activated_at, so the row is whole once detached
     return model
 
 

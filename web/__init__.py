@@ -2,31 +2,102 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, jsonify, request
 
 from core.config import get_settings
 
+# Pages load nothing from elsewhere; email HTML is shown in a sandboxed iframe (srcdoc).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
 
 def create_app(config: dict | None = None) -> Flask:
+    from core import services
+    from web.extensions import api, csrf, limiter, limiter_storage_uri, login_manager
+
     settings = get_settings()
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         # Room for base64 (Postmark's JSON) and form fields around the largest message.
         MAX_CONTENT_LENGTH=settings.max_message_bytes * 4 // 3 + 1024 * 1024,
-        JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        WTF_CSRF_TIME_LIMIT=None,
+        API_TITLE="spamsift",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        RATELIMIT_STORAGE_URI=limiter_storage_uri(services.broker_url(settings)),
+        RATELIMIT_HEADERS_ENABLED=True,
     )
     if config:
         app.config.update(config)
 
+    from web.auth import blueprint as auth_blueprint
+    from web.auth import load_user
+    from web.dashboard import blueprint as dashboard_blueprint
     from web.health import blueprint as health_blueprint
     from web.webhooks import blueprint as webhooks_blueprint
+    import web.api
+
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.user_loader(load_user)
+    limiter.init_app(app)
+    api.init_app(app)
+    web.api.register(api)
 
     app.register_blueprint(health_blueprint)
+    app.register_blueprint(auth_blueprint)
+    app.register_blueprint(dashboard_blueprint)
+    # Webhooks authenticate by the provider's signature, the API by bearer token: no CSRF.
+    csrf.exempt(webhooks_blueprint)
+    limiter.limit("600 per minute")(webhooks_blueprint)
     app.register_blueprint(webhooks_blueprint)
+    for blueprint in web.api.BLUEPRINTS:
+        csrf.exempt(blueprint)
 
     @app.errorhandler(413)
     def too_large(_error):
-        return {"error": "request body over the size limit "
-                         f"({app.config['MAX_CONTENT_LENGTH']} bytes)"}, 413
+        return jsonify(error="request body over the size limit "
+                             f"({app.config['MAX_CONTENT_LENGTH']} bytes)"), 413
+
+    @app.errorhandler(429)
+    def too_many(error):
+        return jsonify(error=f"rate limit exceeded: {error.description}"), 429
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        from flask import redirect, url_for
+
+        if request.path.startswith("/api/"):
+            return jsonify(error="authentication required"), 401
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+    @app.before_request
+    def protect_api_document():
+        # The OpenAPI document is part of the API: it needs a token or a session too.
+        from web.auth import api_user
+
+        if request.endpoint == "api-docs.openapi_json" and api_user() is None:
+            return jsonify(error="authentication required"), 401
+        return None
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
     return app

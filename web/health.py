@@ -31,7 +31,7 @@ def _broker() -> dict:
         return {"ok": False, "error": _first_line(exc)}
 
 
-def _workers() -> dict[str, list[str]]:
+def workers_by_queue() -> dict[str, list[str]]:
     by_queue: dict[str, list[str]] = {queue: [] for queue in QUEUES}
     replies = celery_app.control.inspect(timeout=INSPECT_TIMEOUT_SECONDS).active_queues() or {}
     for worker, queues in sorted(replies.items()):
@@ -50,7 +50,7 @@ def healthz():
     503 when either is down."""
     database = _database()
     broker = _broker()
-    workers = _workers() if broker["ok"] else {queue: [] for queue in QUEUES}
+    workers = workers_by_queue() if broker["ok"] else {queue: [] for queue in QUEUES}
     if not (database["ok"] and broker["ok"]):
         status, code = "down", 503
     elif not all(workers.get(queue) for queue in QUEUES):

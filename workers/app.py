@@ -31,6 +31,7 @@ PARSE_EMAILS = "spamsift.parse_emails"
 EMBED_EMAILS = "spamsift.embed_emails"
 CLASSIFY_EMAIL = "spamsift.classify_email"
 TRAIN_MODEL = "spamsift.train_model"
+IMPORT_UPLOAD = "spamsift.import_upload"
 RECONCILE = "spamsift.reconcile"
 
 TASK_ROUTES = {
@@ -38,6 +39,7 @@ TASK_ROUTES = {
     EMBED_EMAILS: {"queue": BULK},
     CLASSIFY_EMAIL: {"queue": REALTIME},
     TRAIN_MODEL: {"queue": TRAINING},
+    IMPORT_UPLOAD: {"queue": BULK},
     RECONCILE: {"queue": BULK},
 }
 
@@ -72,7 +74,8 @@ def _beat_schedule(reconcile_after_seconds: int) -> dict:
 
 
 celery_app = Celery("spamsift", include=["workers.ingest", "workers.embed", "workers.classify",
-                                         "workers.train", "workers.maintenance"])
+                                         "workers.train", "workers.importing",
+                                         "workers.maintenance"])
 celery_app.add_defaults(_celery_config)  # a callable: evaluated when first needed
 
 

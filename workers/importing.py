@@ -7,17 +7,22 @@ committed before its ids are enqueued, and one bad file never stops the rest.
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from celery import shared_task
+from sqlalchemy import func
 
 from core.config import get_settings
 from core.db import session_scope
-from core.importers import RawMessage, iter_messages, label_from_origin
+from core.importers import RawMessage, count_messages, iter_messages, label_from_origin
 from core.intake import Incoming, store_emails
 from core.jobs import create_job, finish_job
 from core.models import Job, JobState, Label
-from workers.app import PARSE_EMAILS, BrokerUnavailable, send_in_batches
+from workers.app import IMPORT_UPLOAD, PARSE_EMAILS, BrokerUnavailable, send_in_batches
 
 MAX_LISTED_FAILURES = 20
 
@@ -48,14 +53,20 @@ def import_paths(
     source: str = "import",
     expected_total: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    job_id: int | None = None,
 ) -> ImportSummary:
+    """Import everything under ``paths``; progress goes to job ``job_id`` (made if None)."""
     settings = get_settings()
     summary = ImportSummary()
     paths = list(paths)
     with session_scope() as session:
-        job = create_job(session, "import", total=expected_total, params={
-            "paths": [os.fspath(p) for p in paths], "source": source,
-            "label": label.value if label else None, "label_from_path": label_from_path})
+        if job_id is None:
+            job = create_job(session, "import", total=expected_total, params={
+                "paths": [os.fspath(p) for p in paths], "source": source,
+                "label": label.value if label else None, "label_from_path": label_from_path})
+        else:
+            job = session.get(Job, job_id)
+            job.state, job.total, job.started_at = JobState.RUNNING, expected_total, func.now()
         parse_job = create_job(session, "ingest", total=0, state=JobState.QUEUED)
         summary.job_id, summary.parse_job_id = job.id, parse_job.id
 
@@ -92,6 +103,21 @@ def import_paths(
             finish_job(session, session.get(Job, summary.parse_job_id), JobState.SUCCEEDED,
                        message="nothing new to process")
     return summary
+
+
+@shared_task(name=IMPORT_UPLOAD)
+def import_upload(job_id: int, path: str, label: str | None = None) -> int:
+    """Import a file uploaded through the dashboard, then delete it."""
+    upload = Path(path)
+    try:
+        summary = import_paths(
+            [upload], label=Label(label) if label in ("spam", "ham") else None,
+            label_from_path=label == "path", source="upload",
+            expected_total=count_messages([upload], get_settings().max_message_bytes),
+            job_id=job_id)
+    finally:
+        shutil.rmtree(upload.parent, ignore_errors=True)
+    return summary.imported
 
 
 def _record_failure(summary: ImportSummary, origin: str, reason: str) -> None:

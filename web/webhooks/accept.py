@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from flask import jsonify, request
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from core.config import get_settings
 from core.db import session_scope
 from core.intake import store_delivery
+from core.mailbox import wait_for_prediction
 from core.models import Prediction
 from workers.app import CLASSIFY_EMAIL, BrokerUnavailable, send
 
@@ -95,11 +94,4 @@ def _wait_for_verdict(email_id: int, wait: str | None, max_wait_ms: int) -> Pred
         wait_ms = min(max(int(wait), 0), max_wait_ms)
     except ValueError:
         return None
-    deadline = time.monotonic() + wait_ms / 1000
-    while True:
-        with session_scope() as session:
-            prediction = session.scalar(select(Prediction).where(Prediction.email_id == email_id)
-                                        .order_by(Prediction.id.desc()).limit(1))
-        if prediction is not None or time.monotonic() >= deadline:
-            return prediction
-        time.sleep(0.005)
+    return wait_for_prediction(email_id, wait_ms)

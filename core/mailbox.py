@@ -1,0 +1,106 @@
+"""Queries the dashboard and the API share: the mail list with filters, one email with its
+latest verdict, and daily volume."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Date, and_, cast, func, select
+from sqlalchemy.orm import Session, aliased
+
+from core.models import Email, EmailStatus, Label, Prediction, Verdict
+
+
+@dataclass
+class MailFilter:
+    label: Label | None = None
+    unlabeled: bool = False
+    verdict: Verdict | None = None
+    status: EmailStatus | None = None
+    sender: str | None = None  # substring of the address or domain
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None  # full-text search words
+
+
+def latest_prediction_subquery():
+    """Each email's newest prediction."""
+    ranked = select(Prediction, func.row_number().over(
+        partition_by=Prediction.email_id, order_by=Prediction.id.desc()).label("rank")
+    ).subquery()
+    return aliased(Prediction, ranked), ranked.c.rank
+
+
+def list_emails(session: Session, filters: MailFilter, page: int, per_page: int
+                ) -> tuple[list[tuple[Email, Prediction | None]], int]:
+    latest, rank = latest_prediction_subquery()
+    query = (select(Email, latest)
+             .outerjoin(latest, and_(latest.email_id == Email.id, rank == 1)))
+    conditions = []
+    if filters.label is not None:
+        conditions.append(Email.label == filters.label)
+    if filters.unlabeled:
+        conditions.append(Email.label.is_(None))
+    if filters.verdict is not None:
+        conditions.append(latest.verdict == filters.verdict)
+    if filters.status is not None:
+        conditions.append(Email.status == filters.status)
+    if filters.sender:
+        conditions.append(Email.sender.ilike(f"%{_escape_like(filters.sender)}%", escape="\\"))
+    if filters.since is not None:
+        conditions.append(Email.received_at >= filters.since)
+    if filters.until is not None:
+        conditions.append(Email.received_at < filters.until)
+    if filters.text:
+        conditions.append(Email.search_vector.op("@@")(
+            func.websearch_to_tsquery("english", filters.text)))
+    query = query.where(*conditions)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.execute(query.order_by(Email.received_at.desc(), Email.id.desc())
+                           .offset((page - 1) * per_page).limit(per_page)).all()
+    return [(row[0], row[1]) for row in rows], total
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def latest_prediction(session: Session, email_id: int) -> Prediction | None:
+    return session.scalar(select(Prediction).where(Prediction.email_id == email_id)
+                          .order_by(Prediction.id.desc()).limit(1))
+
+
+def daily_volume(session: Session, days: int = 30) -> list[dict]:
+    """Per day (received date, UTC): emails, verdicts, and the share called spam."""
+    latest, rank = latest_prediction_subquery()
+    day = cast(func.timezone("UTC", Email.received_at), Date).label("day")
+    rows = session.execute(
+        select(day, func.count(Email.id),
+               func.count().filter(latest.verdict == Verdict.SPAM),
+               func.count().filter(latest.verdict == Verdict.UNSURE),
+               func.count().filter(latest.verdict == Verdict.HAM))
+        .outerjoin(latest, and_(latest.email_id == Email.id, rank == 1))
+        .where(Email.received_at >= func.now() - func.make_interval(0, 0, 0, days))
+        .group_by(day).order_by(day)).all()
+    out = []
+    for row_day, total, spam, unsure, ham in rows:
+        judged = spam + unsure + ham
+        out.append({"day": row_day.isoformat() if isinstance(row_day, date) else str(row_day),
+                    "emails": total, "spam": spam, "unsure": unsure, "ham": ham,
+                    "spam_rate": round(spam / judged, 4) if judged else None})
+    return out
+
+
+def wait_for_prediction(email_id: int, wait_ms: int) -> Prediction | None:
+    """Poll (each in a fresh transaction) until the email has a prediction or time is up."""
+    from core.db import session_scope
+
+    deadline = time.monotonic() + max(wait_ms, 0) / 1000
+    while True:
+        with session_scope() as session:
+            prediction = latest_prediction(session, email_id)
+        if prediction is not None or time.monotonic() >= deadline:
+            return prediction
+        time.sleep(0.005)

@@ -1,0 +1,82 @@
+"""/api/models: the registry, training, activation and roll back."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint, abort
+from sqlalchemy import select
+
+from core.db import session_scope
+from core.jobs import create_job
+from core.models import JobState, TrainedModel
+from core.registry import UnknownModel, activate, get_model, roll_back
+from web.api.schemas import JobSchema, ModelDetail, ModelSchema, TrainRequest
+from web.auth import api_auth
+from workers.app import TRAIN_MODEL, send_after_commit
+
+blueprint = Blueprint("api_models", __name__, description="The model registry")
+SECURITY = [{"bearerAuth": []}]
+
+
+@blueprint.route("/models")
+@api_auth()
+@blueprint.response(200, ModelSchema(many=True))
+@blueprint.doc(security=SECURITY)
+def list_models():
+    """Every trained model, newest first."""
+    with session_scope() as session:
+        return session.scalars(select(TrainedModel).order_by(TrainedModel.id.desc())).all()
+
+
+@blueprint.route("/models/<int:model_id>")
+@api_auth()
+@blueprint.response(200, ModelDetail)
+@blueprint.doc(security=SECURITY)
+def model_detail(model_id: int):
+    """A model's metrics, thresholds, confusion matrix and ROC / PR curves."""
+    with session_scope() as session:
+        try:
+            return get_model(session, model_id)
+        except UnknownModel as exc:
+            abort(404, message=str(exc))
+
+
+@blueprint.route("/models/train", methods=["POST"])
+@api_auth(admin=True)
+@blueprint.arguments(TrainRequest)
+@blueprint.response(202, JobSchema)
+@blueprint.doc(security=SECURITY)
+def train(body):
+    """Start training on the training queue; follow the returned job."""
+    with session_scope() as session:
+        job = create_job(session, "train", state=JobState.QUEUED,
+                         params={"kind": body["kind"], "pooling": body.get("pooling")})
+        send_after_commit(session, TRAIN_MODEL, [job.id, body["kind"]],
+                          {"pooling": body.get("pooling"), "make_active": body["activate"]})
+        session.flush()
+        return job
+
+
+@blueprint.route("/models/<int:model_id>/activate", methods=["POST"])
+@api_auth(admin=True)
+@blueprint.response(200, ModelSchema)
+@blueprint.doc(security=SECURITY)
+def activate_model(model_id: int):
+    """Make a model the active one."""
+    with session_scope() as session:
+        try:
+            return activate(session, model_id)
+        except UnknownModel as exc:
+            abort(404, message=str(exc))
+
+
+@blueprint.route("/models/rollback", methods=["POST"])
+@api_auth(admin=True)
+@blueprint.response(200, ModelSchema)
+@blueprint.doc(security=SECURITY)
+def rollback():
+    """Activate the model that was active before the current one."""
+    with session_scope() as session:
+        try:
+            return roll_back(session)
+        except UnknownModel as exc:
+            abort(409, message=str(exc))

@@ -1,0 +1,155 @@
+"""Request and response schemas of the REST API (marshmallow, documented by flask-smorest)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+LABELS = ("spam", "ham")
+VERDICTS = ("spam", "unsure", "ham")
+STATUSES = ("received", "parsed", "embedded", "classified", "failed")
+
+
+class EmailQuery(Schema):
+    label = fields.String(validate=validate.OneOf(LABELS + ("none",)))
+    verdict = fields.String(validate=validate.OneOf(VERDICTS))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    sender = fields.String(validate=validate.Length(max=320))
+    since = fields.DateTime()
+    until = fields.DateTime()
+    q = fields.String(validate=validate.Length(max=500), metadata={"description": "words"})
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class PredictionSchema(Schema):
+    id = fields.Integer()
+    model_id = fields.Integer()
+    p_spam = fields.Float()
+    verdict = fields.Function(lambda p: p.verdict.value)
+    thresholds = fields.Dict()
+    evidence = fields.Dict()
+    latency_ms = fields.Float()
+    created_at = fields.DateTime()
+
+
+class EmailSummary(Schema):
+    id = fields.Integer()
+    subject = fields.String(allow_none=True)
+    sender = fields.String(allow_none=True)
+    received_at = fields.DateTime()
+    status = fields.Function(lambda e: e.status.value)
+    label = fields.Function(lambda e: e.label.value if e.label else None)
+    size = fields.Integer()
+    source = fields.String()
+
+
+class EmailListItem(Schema):
+    email = fields.Nested(EmailSummary)
+    prediction = fields.Nested(PredictionSchema, allow_none=True)
+
+
+class EmailPage(Schema):
+    items = fields.List(fields.Nested(EmailListItem))
+    total = fields.Integer()
+    page = fields.Integer()
+    per_page = fields.Integer()
+
+
+class EmailDetail(EmailSummary):
+    message_id = fields.String(allow_none=True)
+    recipients = fields.List(fields.String(), allow_none=True)
+    sent_at = fields.DateTime(allow_none=True)
+    headers = fields.List(fields.List(fields.String()), allow_none=True)
+    text = fields.String(allow_none=True)
+    attachments = fields.List(fields.Dict(), allow_none=True)
+    defects = fields.List(fields.String(), allow_none=True)
+    label_source = fields.String(allow_none=True)
+    labeled_at = fields.DateTime(allow_none=True)
+
+
+class EmailWithPrediction(Schema):
+    email = fields.Nested(EmailDetail)
+    prediction = fields.Nested(PredictionSchema, allow_none=True)
+
+
+class LabelRequest(Schema):
+    label = fields.String(required=True, validate=validate.OneOf(LABELS))
+
+
+class FeedbackSchema(Schema):
+    email_id = fields.Integer()
+    label = fields.String()
+    changed = fields.Boolean()
+
+
+class ModelSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    encoder = fields.String(allow_none=True)
+    is_active = fields.Boolean()
+    train_size = fields.Integer()
+    params = fields.Dict()
+    metrics = fields.Dict()
+    thresholds = fields.Dict()
+    confusion = fields.Dict()
+    created_at = fields.DateTime()
+    activated_at = fields.DateTime(allow_none=True)
+
+
+class ModelDetail(ModelSchema):
+    curves = fields.Dict()
+
+
+class TrainRequest(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(
+        ("linear", "tfidf-nb", "tfidf-lr")))
+    pooling = fields.String(validate=validate.OneOf(("cls", "mean")))
+    activate = fields.Boolean(load_default=True)
+
+
+class JobSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    state = fields.Function(lambda j: j.state.value)
+    done = fields.Integer()
+    total = fields.Integer(allow_none=True)
+    message = fields.String(allow_none=True)
+    params = fields.Dict()
+    result = fields.Dict()
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class JobQuery(Schema):
+    state = fields.String(validate=validate.OneOf(
+        ("queued", "running", "succeeded", "failed", "cancelled")))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class DayStats(Schema):
+    day = fields.String()
+    emails = fields.Integer()
+    spam = fields.Integer()
+    unsure = fields.Integer()
+    ham = fields.Integer()
+    spam_rate = fields.Float(allow_none=True)
+
+
+class StatsQuery(Schema):
+    days = fields.Integer(load_default=30, validate=validate.Range(min=1, max=3650))
+
+
+class ClassifyQuery(Schema):
+    wait = fields.Integer(load_default=10_000, validate=validate.Range(min=0, max=60_000))
+
+
+class ClassifyResult(Schema):
+    id = fields.Integer()
+    duplicate = fields.Boolean()
+    status = fields.String()
+    verdict = fields.String(allow_none=True)
+    p_spam = fields.Float(allow_none=True)
+    model_id = fields.Integer(allow_none=True)
+    thresholds = fields.Dict(allow_none=True)
+    evidence = fields.List(fields.Dict(), allow_none=True)

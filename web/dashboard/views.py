@@ -1,0 +1,231 @@
+"""Dashboard pages: overview, mail, models, jobs, import."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time, timezone
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+from werkzeug.utils import secure_filename
+
+from core.config import get_settings
+from core.db import session_scope
+from core.feedback import set_label
+from core.jobs import create_job
+from core.mail import html_body
+from core.mailbox import (MailFilter, daily_volume, latest_prediction, latest_prediction_subquery,
+                          list_emails)
+from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel, Verdict
+from core.registry import UnknownModel, activate, active_model, roll_back
+from web.auth import admin_required
+from web.dashboard import blueprint
+from web.dashboard.charts import curve_svg, volume_svg
+from web.dashboard.sanitize import sanitize_email_html
+from workers.app import IMPORT_UPLOAD, QUEUES, TRAIN_MODEL, send_after_commit
+
+PER_PAGE = 50
+UPLOAD_SUFFIXES = (".eml", ".mbox", ".mbx", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2",
+                   ".tar.xz")
+
+
+@blueprint.get("/")
+@login_required
+def overview():
+    with session_scope() as session:
+        days = daily_volume(session, 30)
+        latest, rank = latest_prediction_subquery()
+        verdicts = {verdict.value: count for verdict, count in session.execute(
+            select(latest.verdict, func.count()).where(rank == 1).group_by(latest.verdict))}
+        statuses = {status.value: count for status, count in session.execute(
+            select(Email.status, func.count()).group_by(Email.status))}
+        model = active_model(session)
+    return render_template("dashboard/overview.html", chart=volume_svg(days), days=days,
+                           verdicts=verdicts, statuses=statuses, model=model,
+                           queues=_queue_depths(), workers=_workers())
+
+
+def _queue_depths() -> dict[str, int | None]:
+    from core import services
+
+    try:
+        client = services.redis_client()
+        return {queue: client.llen(queue) for queue in QUEUES}
+    except Exception:
+        return {queue: None for queue in QUEUES}
+
+
+def _workers() -> dict[str, list[str]]:
+    from web.health import workers_by_queue
+
+    try:
+        return workers_by_queue()
+    except Exception:
+        return {queue: [] for queue in QUEUES}
+
+
+def _date_arg(name: str, end_of_day: bool = False) -> datetime | None:
+    value = request.args.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        flash(f"{name}: use YYYY-MM-DD", "error")
+        return None
+    return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=timezone.utc)
+
+
+@blueprint.get("/mail")
+@login_required
+def mail():
+    args = request.args
+    label, verdict = args.get("label", ""), args.get("verdict", "")
+    filters = MailFilter(
+        label=Label(label) if label in ("spam", "ham") else None, unlabeled=label == "none",
+        verdict=Verdict(verdict) if verdict in ("spam", "unsure", "ham") else None,
+        sender=args.get("sender", "").strip() or None, since=_date_arg("since"),
+        until=_date_arg("until", end_of_day=True), text=args.get("q", "").strip() or None)
+    page = max(args.get("page", 1, type=int) or 1, 1)
+    with session_scope() as session:
+        rows, total = list_emails(session, filters, page, PER_PAGE)
+    pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
+    return render_template("dashboard/mail.html", rows=rows, total=total, page=page,
+                           pages=pages, args=args)
+
+
+@blueprint.get("/mail/<int:email_id>")
+@login_required
+def email_detail(email_id: int):
+    with session_scope() as session:
+        email = session.get(Email, email_id)
+        if email is None:
+            abort(404)
+        prediction = latest_prediction(session, email_id)
+        model = session.get(TrainedModel, prediction.model_id) if prediction else None
+    html = html_body(email.raw)
+    return render_template("dashboard/email.html", email=email, prediction=prediction,
+                           model=model, safe_html=sanitize_email_html(html) if html else None)
+
+
+@blueprint.post("/mail/<int:email_id>/label")
+@admin_required
+def label_email(email_id: int):
+    label = request.form.get("label")
+    if label not in ("spam", "ham"):
+        abort(400, description="label must be spam or ham")
+    with session_scope() as session:
+        email = session.get(Email, email_id)
+        if email is None:
+            abort(404)
+        set_label(session, email, Label(label), current_user.id, "dashboard")
+    flash(f"Marked as {label}.", "ok")
+    return redirect(url_for("dashboard.email_detail", email_id=email_id))
+
+
+@blueprint.get("/models")
+@login_required
+def models():
+    with session_scope() as session:
+        rows = session.scalars(select(TrainedModel).order_by(TrainedModel.id.desc())).all()
+        running = session.scalars(select(Job).where(
+            Job.kind == "train", Job.state.in_([JobState.QUEUED, JobState.RUNNING]))).all()
+    charts = {m.id: (curve_svg(m.curves.get("roc", []), f"ROC, model {m.id}",
+                               "false positive rate", "true positive rate", diagonal=True),
+                     curve_svg(m.curves.get("pr", []), f"Precision-recall, model {m.id}",
+                               "recall", "precision")) for m in rows}
+    return render_template("dashboard/models.html", models=rows, charts=charts, running=running)
+
+
+@blueprint.post("/models/train")
+@admin_required
+def train():
+    kind = request.form.get("kind")
+    if kind not in ("linear", "tfidf-nb", "tfidf-lr"):
+        abort(400, description="unknown model kind")
+    pooling = request.form.get("pooling") or None
+    with session_scope() as session:
+        job = create_job(session, "train", state=JobState.QUEUED,
+                         params={"kind": kind, "pooling": pooling})
+        send_after_commit(session, TRAIN_MODEL, [job.id, kind], {"pooling": pooling})
+        job_id = job.id
+    return redirect(url_for("dashboard.job_detail", job_id=job_id))
+
+
+@blueprint.post("/models/<int:model_id>/activate")
+@admin_required
+def activate_model(model_id: int):
+    try:
+        with session_scope() as session:
+            activate(session, model_id)
+        flash(f"Model {model_id} is active.", "ok")
+    except UnknownModel as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("dashboard.models"))
+
+
+@blueprint.post("/models/rollback")
+@admin_required
+def rollback_model():
+    try:
+        with session_scope() as session:
+            model = roll_back(session)
+            flash(f"Rolled back: model {model.id} is active.", "ok")
+    except UnknownModel as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("dashboard.models"))
+
+
+@blueprint.get("/jobs")
+@login_required
+def jobs():
+    with session_scope() as session:
+        rows = session.scalars(select(Job).order_by(Job.id.desc()).limit(100)).all()
+    return render_template("dashboard/jobs.html", jobs=rows)
+
+
+@blueprint.get("/jobs/<int:job_id>")
+@login_required
+def job_detail(job_id: int):
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+    if job is None:
+        abort(404)
+    return render_template("dashboard/job.html", job=job)
+
+
+@blueprint.route("/import", methods=["GET", "POST"])
+@admin_required
+def import_mail():
+    if request.method == "GET":
+        return render_template("dashboard/import.html")
+    upload = request.files.get("file")
+    name = secure_filename(upload.filename or "") if upload else ""
+    if not name or not name.lower().endswith(UPLOAD_SUFFIXES):
+        flash("Choose an .eml, .mbox, .zip or .tar(.gz/.bz2/.xz) file.", "error")
+        return render_template("dashboard/import.html"), 422
+    label = request.form.get("label") or None
+    if label not in (None, "spam", "ham", "path"):
+        abort(400, description="unknown label option")
+    folder = get_settings().var_dir / "uploads" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    path = folder / name
+    upload.save(path)
+    with session_scope() as session:
+        job = create_job(session, "import", state=JobState.QUEUED,
+                         params={"paths": [name], "source": "upload", "label": label})
+        send_after_commit(session, IMPORT_UPLOAD, [job.id, str(path)], {"label": label})
+        job_id = job.id
+    current_app.logger.info("upload %s queued as job %s", name, job_id)
+    return redirect(url_for("dashboard.job_detail", job_id=job_id))
+
+
+@blueprint.app_template_filter("when")
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+@blueprint.app_context_processor
+def template_globals():
+    return {"EmailStatus": EmailStatus}
