@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Date, and_, cast, func, select
 from sqlalchemy.orm import Session, aliased
@@ -84,12 +84,15 @@ def daily_volume(session: Session, days: int = 30) -> list[dict]:
         .outerjoin(latest, and_(latest.email_id == Email.id, rank == 1))
         .where(Email.received_at >= func.now() - func.make_interval(0, 0, 0, days))
         .group_by(day).order_by(day)).all()
+    counts = {row[0]: row[1:] for row in rows}
+    today = session.scalar(select(cast(func.timezone("UTC", func.now()), Date)))
     out = []
-    for row_day, total, spam, unsure, ham in rows:
+    for offset in range(days - 1, -1, -1):  # every day of the period, quiet ones too
+        day_ = today - timedelta(days=offset)
+        total, spam, unsure, ham = counts.get(day_, (0, 0, 0, 0))
         judged = spam + unsure + ham
-        out.append({"day": row_day.isoformat() if isinstance(row_day, date) else str(row_day),
-                    "emails": total, "spam": spam, "unsure": unsure, "ham": ham,
-                    "spam_rate": round(spam / judged, 4) if judged else None})
+        out.append({"day": day_.isoformat(), "emails": total, "spam": spam, "unsure": unsure,
+                    "ham": ham, "spam_rate": round(spam / judged, 4) if judged else None})
     return out
 
 

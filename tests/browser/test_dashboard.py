@@ -1,0 +1,144 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright against the app
+served over HTTP, with a real worker behind it. Screenshots go to var/screenshots."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from core.auth import create_user
+from core.db import session_scope
+from core.intake import Incoming, store_emails
+from core.models import Email, Label, Role
+from workers.ingest import apply_parse
+from tests.conftest import FIXTURES, REPO_ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", "--disable-quic"]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium not installed")
+
+HOSTILE_HTML = (
+    b"From: attacker@evil.example\r\nSubject: Hostile HTML\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+    b"<h1>Totally normal newsletter</h1>"
+    b"<script>window.top.PWNED = 1; alert('script ran')</script>"
+    b"<img src=x onerror=\"window.top.PWNED = 2; alert('onerror ran')\">"
+    b"<p onmouseover=\"alert('hover ran')\">Move the mouse here</p>"
+    b"<a href=\"javascript:alert('link ran')\">Click me</a>"
+    b"<svg onload=\"alert('svg ran')\"></svg>\r\n")
+
+
+@pytest.fixture
+def live_server(committed, broker, celery_worker):
+    from web import create_app
+    from web.extensions import limiter
+
+    app = create_app()
+    with app.app_context():
+        limiter.reset()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def seeded(committed):
+    """An admin, the hand-written labeled mail, one unlabeled email and a hostile one."""
+    with session_scope() as session:
+        create_user(session, "admin", "admin-password", Role.ADMIN)
+        for line in (FIXTURES / "labeled.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            raw = (f"From: sender@example.com\r\nSubject: {record['subject']}\r\n\r\n"
+                   f"{record['text']}\r\n").encode()
+            store_emails(session, [Incoming(raw, "test", Label(record["label"]), "import")])
+        [plain] = store_emails(session, [Incoming(
+            (FIXTURES / "mail" / "plain.eml").read_bytes(), "test")])
+        [hostile] = store_emails(session, [Incoming(HOSTILE_HTML, "test")])
+        for email in session.scalars(select(Email)):
+            apply_parse(email)  # as the bulk workers would have
+        return {"plain": plain.email_id, "hostile": hostile.email_id}
+
+
+@pytest.fixture
+def page(live_server):
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        page = context.new_page()
+        page.dialogs = []
+        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message),
+                                          dialog.dismiss()))
+        page.set_default_timeout(20_000)
+        yield page
+        browser.close()
+
+
+def log_in(page, base: str) -> None:
+    page.goto(base + "/")
+    assert "/login" in page.url
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "admin-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+
+
+def test_log_in_open_an_email_and_mark_it_spam(page, live_server, seeded):
+    log_in(page, live_server)
+    page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
+    page.click("text=Mail")
+    page.wait_for_selector("table.mail")
+    page.screenshot(path=str(SCREENSHOTS / "mail.png"), full_page=True)
+    page.click("text=Lunch on Friday?")
+    assert page.inner_text("#label") == "none"
+    page.click("button:has-text('Mark spam')")
+    page.wait_for_selector("text=Marked as spam.")
+    assert page.inner_text("#label") == "spam"
+    page.screenshot(path=str(SCREENSHOTS / "email.png"), full_page=True)
+
+
+def test_training_progress_bar_moves(page, live_server, seeded):
+    log_in(page, live_server)
+    page.goto(live_server + "/models")
+    page.select_option("select[name=kind]", "tfidf-nb")
+    page.click("#train")
+    page.wait_for_url("**/jobs/*")
+    start = float(page.get_attribute(".job-progress", "value"))
+    page.locator(".job-state", has_text="succeeded").wait_for(timeout=120_000)
+    bar = page.query_selector(".job-progress")
+    end, full = float(bar.get_attribute("value")), float(bar.get_attribute("max"))
+    assert start == 0 and end == full == 40
+    assert page.inner_text(".job-result").startswith("model ")
+    page.screenshot(path=str(SCREENSHOTS / "job.png"), full_page=True)
+    page.goto(live_server + "/models")
+    page.wait_for_selector("svg.chart")
+    page.screenshot(path=str(SCREENSHOTS / "models.png"), full_page=True)
+
+
+def test_hostile_html_renders_without_running(page, live_server, seeded):
+    log_in(page, live_server)
+    page.goto(f"{live_server}/mail/{seeded['hostile']}")
+    frame = page.frame_locator("iframe.email-html")
+    assert frame.locator("h1").inner_text() == "Totally normal newsletter"
+    frame.locator("p").hover()
+    frame.locator("a").click()
+    page.wait_for_timeout(500)
+    assert page.dialogs == []
+    assert page.evaluate("window.PWNED") is None
+    assert frame.locator("script").count() == 0
+    assert frame.locator("[onerror], [onmouseover], [onload]").count() == 0
+    page.screenshot(path=str(SCREENSHOTS / "hostile-email.png"), full_page=True)
