@@ -91,6 +91,10 @@ class Settings:
     postmark_password: str
     webhook_timestamp_window: int
     webhook_max_wait_ms: int
+    # Outgoing verdict callback (off when the URL is empty).
+    callback_url: str
+    callback_secret: str
+    callback_retry_seconds: float
     # Workers.
     reconcile_after_seconds: int
     log_level: str
@@ -125,6 +129,9 @@ def load_settings() -> Settings:
         postmark_password=env_str("POSTMARK_PASSWORD"),
         webhook_timestamp_window=env_int("WEBHOOK_TIMESTAMP_WINDOW", 300, minimum=1),
         webhook_max_wait_ms=env_int("WEBHOOK_MAX_WAIT_MS", 10_000, minimum=0),
+        callback_url=env_str("CALLBACK_URL"),
+        callback_secret=env_str("CALLBACK_SECRET"),
+        callback_retry_seconds=env_float("CALLBACK_RETRY_SECONDS", 10.0),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
     )

@@ -32,6 +32,7 @@ EMBED_EMAILS = "spamsift.embed_emails"
 CLASSIFY_EMAIL = "spamsift.classify_email"
 TRAIN_MODEL = "spamsift.train_model"
 IMPORT_UPLOAD = "spamsift.import_upload"
+DELIVER_VERDICT = "spamsift.deliver_verdict"
 RECONCILE = "spamsift.reconcile"
 
 TASK_ROUTES = {
@@ -40,6 +41,7 @@ TASK_ROUTES = {
     CLASSIFY_EMAIL: {"queue": REALTIME},
     TRAIN_MODEL: {"queue": TRAINING},
     IMPORT_UPLOAD: {"queue": BULK},
+    DELIVER_VERDICT: {"queue": REALTIME},
     RECONCILE: {"queue": BULK},
 }
 
@@ -75,7 +77,7 @@ def _beat_schedule(reconcile_after_seconds: int) -> dict:
 
 celery_app = Celery("spamsift", include=["workers.ingest", "workers.embed", "workers.classify",
                                          "workers.train", "workers.importing",
-                                         "workers.maintenance"])
+                                         "workers.callback", "workers.maintenance"])
 celery_app.add_defaults(_celery_config)  # a callable: evaluated when first needed
 
 

@@ -16,7 +16,7 @@ from core.registry import active_model
 from core.vectors import document_vectors, nearest_labeled
 from ml.classifiers import READS_TEXT
 from ml.thresholds import Thresholds
-from workers.app import CLASSIFY_EMAIL, DbTask
+from workers.app import CLASSIFY_EMAIL, DELIVER_VERDICT, DbTask, send_after_commit
 from workers.runtime import classifier_for, get_encoder
 
 
@@ -86,4 +86,8 @@ def classify_email(self: DbTask, email_id: int) -> int | None:
         apply_parse(email)
     embed(self.session, [email])
     predictions = classify_batch(self.session, [email], started)
-    return predictions[0].id if predictions else None
+    if not predictions:
+        return None
+    if get_settings().callback_url:
+        send_after_commit(self.session, DELIVER_VERDICT, [predictions[0].id])
+    return predictions[0].id
