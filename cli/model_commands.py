@@ -13,24 +13,12 @@ from rich.table import Table
 from sqlalchemy import select
 
 from core.db import session_scope
-from core.jobs import create_job
 from core.models import Job, JobState, Prediction, TrainedModel
 from core.registry import UnknownModel, activate, active_model, get_model, roll_back
 from ml.classifiers import LINEAR, TFIDF_LR, TFIDF_NB
 from ml.encoder import POOLINGS
 
 FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
-
-
-def start_training(kind: str, pooling: str | None, make_active: bool) -> int:
-    from workers.app import TRAIN_MODEL, send_after_commit
-
-    with session_scope() as session:
-        job = create_job(session, "train", params={"kind": kind, "pooling": pooling},
-                         state=JobState.QUEUED)
-        send_after_commit(session, TRAIN_MODEL, [job.id, kind],
-                          {"pooling": pooling, "make_active": make_active})
-        return job.id
 
 
 def follow_job(job_id: int, timeout: float) -> Job:
@@ -54,7 +42,10 @@ def follow_job(job_id: int, timeout: float) -> Job:
 
 def _train(kind: str, pooling: str | None, wait: bool, make_active: bool, timeout: float
            ) -> None:
-    job_id = start_training(kind, pooling, make_active)
+    from workers.app import queue_training
+
+    with session_scope() as session:
+        job_id = queue_training(session, kind, pooling, make_active).id
     click.echo(f"training job {job_id} queued on the training queue")
     if not wait:
         return

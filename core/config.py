@@ -91,6 +91,8 @@ class Settings:
     postmark_password: str
     webhook_timestamp_window: int
     webhook_max_wait_ms: int
+    webhook_rate_limit: str
+    login_rate_limit: str
     # Outgoing verdict callback (off when the URL is empty).
     callback_url: str
     callback_secret: str
@@ -129,6 +131,8 @@ def load_settings() -> Settings:
         postmark_password=env_str("POSTMARK_PASSWORD"),
         webhook_timestamp_window=env_int("WEBHOOK_TIMESTAMP_WINDOW", 300, minimum=1),
         webhook_max_wait_ms=env_int("WEBHOOK_MAX_WAIT_MS", 10_000, minimum=0),
+        webhook_rate_limit=env_str("WEBHOOK_RATE_LIMIT", "6000 per minute"),
+        login_rate_limit=env_str("LOGIN_RATE_LIMIT", "10 per minute"),
         callback_url=env_str("CALLBACK_URL"),
         callback_secret=env_str("CALLBACK_SECRET"),
         callback_retry_seconds=env_float("CALLBACK_RETRY_SECONDS", 10.0),

@@ -61,7 +61,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(dashboard_blueprint)
     # Webhooks authenticate by the provider's signature, the API by bearer token: no CSRF.
     csrf.exempt(webhooks_blueprint)
-    limiter.limit("600 per minute")(webhooks_blueprint)
+    limiter.limit(lambda: get_settings().webhook_rate_limit)(webhooks_blueprint)
     app.register_blueprint(webhooks_blueprint)
     for blueprint in web.api.BLUEPRINTS:
         csrf.exempt(blueprint)

@@ -136,3 +136,16 @@ def send_after_commit(session: Session, name: str, args: Sequence = (),
 def send_in_batches(name: str, ids: Sequence[int], batch_size: int, **kwargs) -> None:
     for start in range(0, len(ids), batch_size):
         send(name, [list(ids[start:start + batch_size])], kwargs)
+
+
+def queue_training(session: Session, kind: str, pooling: str | None = None,
+                   make_active: bool = True):
+    """Create a queued training job and send it to the training queue once committed."""
+    from core.jobs import create_job
+    from core.models import JobState
+
+    job = create_job(session, "train", state=JobState.QUEUED,
+                     params={"kind": kind, "pooling": pooling})
+    send_after_commit(session, TRAIN_MODEL, [job.id, kind],
+                      {"pooling": pooling, "make_active": make_active})
+    return job

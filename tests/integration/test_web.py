@@ -263,3 +263,38 @@ def test_api_classify_uploads_and_answers(app, people, celery_worker):
     assert body["verdict"] in ("spam", "unsure", "ham") and body["model_id"]
     empty = app.test_client().post("/api/classify", data=b"", headers=bearer(people["viewer"]))
     assert empty.status_code == 422
+
+
+def test_dashboard_upload_imports_on_a_worker(app, people, celery_worker):
+    import io
+    import zipfile
+
+    from core.config import get_settings
+    from tests.conftest import FIXTURES
+    from tests.integration.test_import import wait_for
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name in ("plain.eml", "html_only.eml"):
+            bundle.writestr(f"mail/{name}", (FIXTURES / "mail" / name).read_bytes())
+    client = app.test_client()
+    login(client, "alice", "correct horse")
+    token = csrf_token(client, "/import")
+    wrong = client.post("/import", data={"csrf_token": token, "file": (io.BytesIO(b"x"),
+                                                                        "notes.docx")})
+    assert wrong.status_code == 422
+    response = client.post("/import", data={"csrf_token": token, "label": "spam",
+                                            "file": (io.BytesIO(archive.getvalue()),
+                                                     "export.zip")})
+    assert response.status_code == 302 and "/jobs/" in response.headers["Location"]
+    job_id = int(response.headers["Location"].rsplit("/", 1)[1])
+
+    def finished():
+        job = client.get(f"/api/jobs/{job_id}").get_json()
+        return job if job["state"] in ("succeeded", "failed") else None
+
+    job = wait_for(finished, timeout=60)
+    assert job["state"] == "succeeded" and job["result"]["imported"] == 2
+    with session_scope() as session:
+        assert session.scalars(select(Email.label)).all() == [Label.SPAM, Label.SPAM]
+    assert not any((get_settings().var_dir / "uploads").glob("*/export.zip"))

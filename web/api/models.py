@@ -6,12 +6,11 @@ from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from core.db import session_scope
-from core.jobs import create_job
-from core.models import JobState, TrainedModel
+from core.models import TrainedModel
 from core.registry import UnknownModel, activate, get_model, roll_back
 from web.api.schemas import JobSchema, ModelDetail, ModelSchema, TrainRequest
 from web.auth import api_auth
-from workers.app import TRAIN_MODEL, send_after_commit
+from workers.app import queue_training
 
 blueprint = Blueprint("api_models", __name__, description="The model registry")
 SECURITY = [{"bearerAuth": []}]
@@ -48,12 +47,7 @@ def model_detail(model_id: int):
 def train(body):
     """Start training on the training queue; follow the returned job."""
     with session_scope() as session:
-        job = create_job(session, "train", state=JobState.QUEUED,
-                         params={"kind": body["kind"], "pooling": body.get("pooling")})
-        send_after_commit(session, TRAIN_MODEL, [job.id, body["kind"]],
-                          {"pooling": body.get("pooling"), "make_active": body["activate"]})
-        session.flush()
-        return job
+        return queue_training(session, body["kind"], body.get("pooling"), body["activate"])
 
 
 @blueprint.route("/models/<int:model_id>/activate", methods=["POST"])

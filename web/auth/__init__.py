@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, abort, g, jsonify, request
+from flask import Blueprint, abort, g, request
 from flask_login import current_user
 
 from core.auth import user_for_token
@@ -91,12 +91,6 @@ def admin_required(view):
         return view(*args, **kwargs)
 
     return wrapper
-
-
-def json_error(status: int, message: str):
-    response = jsonify(error=message)
-    response.status_code = status
-    return response
 
 
 from web.auth import views  # noqa: E402,F401  (registers the login routes)

@@ -11,6 +11,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from core.auth import authenticate
+from core.config import get_settings
 from core.db import session_scope
 from web.auth import SessionUser, blueprint
 from web.extensions import limiter
@@ -30,7 +31,7 @@ def _safe_next(target: str | None) -> str:
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
-@limiter.limit("10 per minute", methods=["POST"])
+@limiter.limit(lambda: get_settings().login_rate_limit, methods=["POST"])
 def login():
     form = LoginForm()
     status = 200

@@ -23,7 +23,7 @@ from web.auth import admin_required
 from web.dashboard import blueprint
 from web.dashboard.charts import curve_svg, volume_svg
 from web.dashboard.sanitize import sanitize_email_html
-from workers.app import IMPORT_UPLOAD, QUEUES, TRAIN_MODEL, send_after_commit
+from workers.app import IMPORT_UPLOAD, QUEUES, queue_training, send_after_commit
 
 PER_PAGE = 50
 UPLOAD_SUFFIXES = (".eml", ".mbox", ".mbx", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2",
@@ -146,10 +146,7 @@ def train():
         abort(400, description="unknown model kind")
     pooling = request.form.get("pooling") or None
     with session_scope() as session:
-        job = create_job(session, "train", state=JobState.QUEUED,
-                         params={"kind": kind, "pooling": pooling})
-        send_after_commit(session, TRAIN_MODEL, [job.id, kind], {"pooling": pooling})
-        job_id = job.id
+        job_id = queue_training(session, kind, pooling).id
     return redirect(url_for("dashboard.job_detail", job_id=job_id))
 
 

@@ -33,13 +33,6 @@ SENDGRID = Codes(accepted=200, reject=413, unauthorized=401)
 POSTMARK = Codes(accepted=200, reject=403, unauthorized=401)  # 403 stops Postmark's retries
 
 
-class WebhookError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def error(status: int, message: str, **headers):
     response = jsonify(error=message)
     response.status_code = status
