@@ -13,6 +13,7 @@ from cli.import_command import import_command
 from cli.process_commands import beat, web, worker
 from cli.model_commands import classify, evaluate, models, train
 from cli.sample_command import sample
+from cli.search_command import search_command
 from cli.user_commands import tokens, users
 from core.config import SettingError, get_settings
 
@@ -38,5 +39,5 @@ def cli() -> None:
 
 
 for command in (up, down, run, db, import_command, sample, train, models, evaluate, classify,
-                users, tokens, worker, beat, web):
+                search_command, users, tokens, worker, beat, web):
     cli.add_command(command)

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 EF_SEARCH = 100
 
 
-def _driver_connection(session: Session):
+def register_vector_types(session: Session):
+    """Let psycopg send and receive pgvector values on this session's connection."""
     connection = session.connection().connection.driver_connection
     register_vector(connection)
     return connection
@@ -31,7 +32,7 @@ def store_chunks(session: Session, encoder: str,
     email_ids = sorted({row[0] for row in rows})
     session.execute(text("DELETE FROM chunks WHERE encoder = :encoder AND email_id = ANY(:ids)"),
                     {"encoder": encoder, "ids": email_ids})
-    cursor = _driver_connection(session).cursor()
+    cursor = register_vector_types(session).cursor()
     with cursor.copy("COPY chunks (email_id, encoder, ordinal, text, char_start, char_end, dim,"
                      " embedding) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(["int8", "varchar", "int4", "text", "int4", "int4", "int4", "vector"])
@@ -43,7 +44,7 @@ def store_chunks(session: Session, encoder: str,
 def document_vectors(session: Session, encoder: str, email_ids: Sequence[int]
                      ) -> dict[int, np.ndarray]:
     """Each email's document vector: the normalised mean of its chunk vectors."""
-    _driver_connection(session)
+    register_vector_types(session)
     rows = session.execute(text(
         "SELECT email_id, avg(embedding) AS mean FROM chunks"
         " WHERE encoder = :encoder AND email_id = ANY(:ids) GROUP BY email_id"
@@ -70,7 +71,7 @@ def nearest_labeled(session: Session, encoder: str, vector: np.ndarray, k: int,
     if k <= 0:
         return []
     dim = int(len(vector))
-    _driver_connection(session)
+    register_vector_types(session)
     session.execute(text(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, candidates)}"))
     rows = session.execute(text(
         "SELECT near.email_id, e.label::text AS label, e.subject, max(near.similarity) AS sim"

@@ -33,6 +33,7 @@ CLASSIFY_EMAIL = "spamsift.classify_email"
 TRAIN_MODEL = "spamsift.train_model"
 IMPORT_UPLOAD = "spamsift.import_upload"
 DELIVER_VERDICT = "spamsift.deliver_verdict"
+EMBED_QUERY = "spamsift.embed_query"
 RECONCILE = "spamsift.reconcile"
 
 TASK_ROUTES = {
@@ -42,14 +43,19 @@ TASK_ROUTES = {
     TRAIN_MODEL: {"queue": TRAINING},
     IMPORT_UPLOAD: {"queue": BULK},
     DELIVER_VERDICT: {"queue": REALTIME},
+    EMBED_QUERY: {"queue": REALTIME},
     RECONCILE: {"queue": BULK},
 }
 
 
 def _celery_config() -> dict:
     settings = get_settings()
+    broker = services.broker_url(settings)
     return {
-        "broker_url": services.broker_url(settings),
+        "broker_url": broker,
+        # Results only for the few tasks a caller waits on (query embeddings).
+        "result_backend": broker if broker.startswith("redis") else "cache+memory://",
+        "result_expires": 300,
         "task_queues": [Queue(name) for name in QUEUES],
         "task_default_queue": BULK,
         "task_routes": TASK_ROUTES,
@@ -77,7 +83,8 @@ def _beat_schedule(reconcile_after_seconds: int) -> dict:
 
 celery_app = Celery("spamsift", include=["workers.ingest", "workers.embed", "workers.classify",
                                          "workers.train", "workers.importing",
-                                         "workers.callback", "workers.maintenance"])
+                                         "workers.callback", "workers.search",
+                                         "workers.maintenance"])
 celery_app.add_defaults(_celery_config)  # a callable: evaluated when first needed
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from web.api.emails import blueprint as emails
 from web.api.jobs import blueprint as jobs
 from web.api.models import blueprint as models
+from web.api.search import blueprint as search
 from web.api.stats import blueprint as stats
 
-BLUEPRINTS = (emails, models, jobs, stats)
+BLUEPRINTS = (emails, models, jobs, stats, search)
 
 SECURITY_SCHEMES = {"bearerAuth": {"type": "http", "scheme": "bearer",
                                    "description": "an API token from `spamsift tokens create`"}}

@@ -19,13 +19,17 @@ from core.mailbox import (MailFilter, daily_volume, latest_prediction, latest_pr
                           list_emails)
 from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel, Verdict
 from core.registry import UnknownModel, activate, active_model, roll_back
+from core.search import MODES, SearchFilter, search
+from web.api.search import similar_emails
 from web.auth import admin_required
 from web.dashboard import blueprint
 from web.dashboard.charts import curve_svg, volume_svg
 from web.dashboard.sanitize import sanitize_email_html
 from workers.app import IMPORT_UPLOAD, QUEUES, queue_training, send_after_commit
+from workers.search import remote_query_embedder
 
 PER_PAGE = 50
+PER_SEARCH = 20
 UPLOAD_SUFFIXES = (".eml", ".mbox", ".mbx", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2",
                    ".tar.xz")
 
@@ -104,9 +108,33 @@ def email_detail(email_id: int):
             abort(404)
         prediction = latest_prediction(session, email_id)
         model = session.get(TrainedModel, prediction.model_id) if prediction else None
+        similar = similar_emails(session, email)
     html = html_body(email.raw)
     return render_template("dashboard/email.html", email=email, prediction=prediction,
-                           model=model, safe_html=sanitize_email_html(html) if html else None)
+                           model=model, similar=similar,
+                           safe_html=sanitize_email_html(html) if html else None)
+
+
+@blueprint.get("/search")
+@login_required
+def search_page():
+    args = request.args
+    query = args.get("q", "").strip()
+    mode = args.get("mode", "hybrid")
+    page = max(args.get("page", 1, type=int) or 1, 1)
+    hits, problem = [], None
+    if query:
+        filters = SearchFilter(label=args.get("label") or None,
+                               verdict=args.get("verdict") or None,
+                               sender=args.get("sender", "").strip() or None)
+        try:
+            with session_scope() as session:
+                hits = search(session, query, mode if mode in MODES else "hybrid", PER_SEARCH,
+                              filters, remote_query_embedder(), offset=(page - 1) * PER_SEARCH)
+        except TimeoutError as exc:
+            problem = str(exc)
+    return render_template("dashboard/search.html", hits=hits, args=args, page=page,
+                           problem=problem, modes=MODES, per_page=PER_SEARCH)
 
 
 @blueprint.post("/mail/<int:email_id>/label")

@@ -1,0 +1,154 @@
+"""Search over mail: keyword (PostgreSQL full text), vector (pgvector HNSW over chunks),
+and hybrid (both fused by reciprocal rank fusion). Results are emails, best first.
+
+Filtered vector queries use pgvector's iterative index scans, so a filter that rules out
+most chunks still yields k emails rather than whatever the first ef_search candidates held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from core.vectors import EF_SEARCH, register_vector_types
+
+MODES = ("hybrid", "vector", "keyword")
+RRF_K = 60  # the usual constant of reciprocal rank fusion
+
+
+@dataclass
+class SearchFilter:
+    label: str | None = None  # spam / ham / none
+    verdict: str | None = None  # spam / unsure / ham (latest prediction)
+    since: datetime | None = None
+    until: datetime | None = None
+    sender: str | None = None  # address or domain substring
+
+
+@dataclass
+class Hit:
+    email_id: int
+    score: float
+    subject: str | None = None
+    sender: str | None = None
+    label: str | None = None
+    received_at: datetime | None = None
+    snippet: str | None = None
+    chunk_text: str | None = None
+    ranks: dict = field(default_factory=dict)  # rank in each list that found it
+
+
+def _filter_sql(filters: SearchFilter, params: dict) -> str:
+    """SQL conditions on ``e`` (emails) for the filters; values go into ``params``."""
+    conditions = []
+    if filters.label in ("spam", "ham"):
+        conditions.append("e.label = CAST(:f_label AS label)")
+        params["f_label"] = filters.label
+    elif filters.label == "none":
+        conditions.append("e.label IS NULL")
+    if filters.verdict:
+        conditions.append(
+            "(SELECT p.verdict::text FROM predictions p WHERE p.email_id = e.id"
+            " ORDER BY p.id DESC LIMIT 1) = :f_verdict")
+        params["f_verdict"] = filters.verdict
+    if filters.since:
+        conditions.append("e.received_at >= :f_since")
+        params["f_since"] = filters.since
+    if filters.until:
+        conditions.append("e.received_at < :f_until")
+        params["f_until"] = filters.until
+    if filters.sender:
+        conditions.append("e.sender ILIKE :f_sender")
+        escaped = filters.sender.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params["f_sender"] = f"%{escaped}%"
+    return " AND ".join(conditions) if conditions else "TRUE"
+
+
+def keyword_search(session: Session, query: str, k: int, filters: SearchFilter | None = None,
+                   offset: int = 0) -> list[Hit]:
+    params: dict = {"q": query, "k": k, "offset": offset}
+    where = _filter_sql(filters or SearchFilter(), params)
+    rows = session.execute(text(
+        "SELECT e.id, e.subject, e.sender, e.label::text AS label, e.received_at,"
+        "  ts_rank_cd(e.search_vector, query) AS rank,"
+        "  ts_headline('english', left(coalesce(e.text, ''), 20000), query,"
+        "    'MaxFragments=2, MaxWords=18, MinWords=6, StartSel=[[, StopSel=]]') AS snippet"
+        " FROM emails e, websearch_to_tsquery('english', :q) query"
+        f" WHERE e.search_vector @@ query AND {where}"
+        " ORDER BY rank DESC, e.id LIMIT :k OFFSET :offset"
+    ), params).all()
+    return [Hit(row.id, float(row.rank), row.subject, row.sender, row.label, row.received_at,
+                snippet=row.snippet) for row in rows]
+
+
+def vector_search(session: Session, encoder: str, vector: np.ndarray, k: int,
+                  filters: SearchFilter | None = None, exclude_email_id: int | None = None,
+                  ef_search: int = EF_SEARCH) -> list[Hit]:
+    """The k emails whose best chunk is nearest to ``vector`` (cosine similarity)."""
+    dim = int(len(vector))
+    params: dict = {"q": np.asarray(vector, dtype=np.float32), "dim": dim, "encoder": encoder,
+                    "exclude": exclude_email_id}
+    where = _filter_sql(filters or SearchFilter(), params)
+    register_vector_types(session)
+    session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
+    session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    hits: dict[int, Hit] = {}
+    limit = k * 4
+    while True:
+        params["n"] = limit
+        rows = session.execute(text(
+            "SELECT c.email_id, c.text AS chunk_text, e.subject, e.sender,"
+            "  e.label::text AS label, e.received_at,"
+            f"  1 - (c.embedding::vector({dim}) <=> CAST(:q AS vector({dim}))) AS similarity"
+            " FROM chunks c JOIN emails e ON e.id = c.email_id"
+            " WHERE c.dim = :dim AND c.encoder = :encoder"
+            f"  AND e.id IS DISTINCT FROM :exclude AND {where}"
+            f" ORDER BY c.embedding::vector({dim}) <=> CAST(:q AS vector({dim})) LIMIT :n"
+        ), params).all()
+        hits = {}
+        for row in rows:  # best chunk first, so the first row per email is its best
+            if row.email_id not in hits:
+                hits[row.email_id] = Hit(row.email_id, float(row.similarity), row.subject,
+                                         row.sender, row.label, row.received_at,
+                                         chunk_text=row.chunk_text)
+        if len(hits) >= k or len(rows) < limit:
+            break
+        limit *= 4  # many chunks of the same emails: look further
+    # relaxed_order may return near-ties slightly out of order
+    return sorted(hits.values(), key=lambda h: -h.score)[:k]
+
+
+def fuse(*ranked_lists: tuple[str, list[Hit]], k: int) -> list[Hit]:
+    """Reciprocal rank fusion: score = Σ 1 / (RRF_K + rank) over the lists."""
+    fused: dict[int, Hit] = {}
+    for name, hits in ranked_lists:
+        for rank, hit in enumerate(hits, 1):
+            merged = fused.setdefault(hit.email_id, Hit(hit.email_id, 0.0, hit.subject,
+                                                        hit.sender, hit.label,
+                                                        hit.received_at))
+            merged.score += 1.0 / (RRF_K + rank)
+            merged.ranks[name] = rank
+            merged.snippet = merged.snippet or hit.snippet
+            merged.chunk_text = merged.chunk_text or hit.chunk_text
+    return sorted(fused.values(), key=lambda h: (-h.score, h.email_id))[:k]
+
+
+def search(session: Session, query: str, mode: str, k: int, filters: SearchFilter | None,
+           embed_query, offset: int = 0) -> list[Hit]:
+    """Search in ``mode``; ``embed_query(text) -> (encoder name, vector)`` is called only
+    when vectors are needed. Hybrid fuses the top of both lists, deep enough for paging."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    wanted = offset + k
+    if mode == "keyword":
+        return keyword_search(session, query, k, filters, offset)
+    encoder, vector = embed_query(query)
+    if mode == "vector":
+        return vector_search(session, encoder, vector, wanted, filters)[offset:]
+    depth = max(wanted * 2, 50)
+    return fuse(("vector", vector_search(session, encoder, vector, depth, filters)),
+                ("keyword", keyword_search(session, query, depth, filters)), k=wanted)[offset:]

@@ -1,0 +1,87 @@
+"""/api/search and similar emails."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from core.db import session_scope
+from core.models import Chunk, Email
+from core.search import MODES, SearchFilter, search, vector_search
+from core.vectors import document_vectors
+from web.auth import api_auth
+from workers.search import remote_query_embedder
+
+blueprint = Blueprint("api_search", __name__, description="Search")
+SECURITY = [{"bearerAuth": []}]
+
+
+class SearchQuery(Schema):
+    q = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    mode = fields.String(load_default="hybrid", validate=validate.OneOf(MODES))
+    k = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
+    label = fields.String(validate=validate.OneOf(("spam", "ham", "none")))
+    verdict = fields.String(validate=validate.OneOf(("spam", "unsure", "ham")))
+    sender = fields.String(validate=validate.Length(max=320))
+    since = fields.DateTime()
+    until = fields.DateTime()
+
+
+class HitSchema(Schema):
+    email_id = fields.Integer()
+    score = fields.Float()
+    subject = fields.String(allow_none=True)
+    sender = fields.String(allow_none=True)
+    label = fields.String(allow_none=True)
+    received_at = fields.DateTime(allow_none=True)
+    snippet = fields.String(allow_none=True)
+    chunk_text = fields.String(allow_none=True)
+    ranks = fields.Dict()
+
+
+def search_filter(args: dict) -> SearchFilter:
+    return SearchFilter(label=args.get("label"), verdict=args.get("verdict"),
+                        sender=args.get("sender"), since=args.get("since"),
+                        until=args.get("until"))
+
+
+@blueprint.route("/search")
+@api_auth()
+@blueprint.arguments(SearchQuery, location="query")
+@blueprint.response(200, HitSchema(many=True))
+@blueprint.doc(security=SECURITY)
+def search_mail(args):
+    """Keyword, vector or hybrid (reciprocal rank fusion) search; hits are emails."""
+    try:
+        with session_scope() as session:
+            return search(session, args["q"], args["mode"], args["k"], search_filter(args),
+                          remote_query_embedder(), offset=(args["page"] - 1) * args["k"])
+    except TimeoutError as exc:
+        abort(503, message=str(exc))
+
+
+def similar_emails(session, email: Email, k: int = 10):
+    """Nearest emails in the vector space of this email's newest chunks."""
+    encoder = session.scalar(select(Chunk.encoder).where(Chunk.email_id == email.id)
+                             .order_by(Chunk.id.desc()).limit(1))
+    if encoder is None:
+        return []
+    vectors = document_vectors(session, encoder, [email.id])
+    if email.id not in vectors:
+        return []
+    return vector_search(session, encoder, vectors[email.id], k, exclude_email_id=email.id)
+
+
+@blueprint.route("/emails/<int:email_id>/similar")
+@api_auth()
+@blueprint.response(200, HitSchema(many=True))
+@blueprint.doc(security=SECURITY)
+def similar(email_id: int):
+    """The emails nearest to this one (by their document vectors)."""
+    with session_scope() as session:
+        email = session.get(Email, email_id)
+        if email is None:
+            abort(404, message=f"no email with id {email_id}")
+        return similar_emails(session, email)
