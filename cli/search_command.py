@@ -21,7 +21,7 @@ from core.search import MODES, SearchFilter, search
 def search_command(query: str, mode: str, k: int, label: str | None, verdict: str | None,
                    sender: str | None, as_json: bool) -> None:
     """Search mail (the query is embedded by a realtime worker for vector and hybrid)."""
-    from workers.search import remote_query_embedder
+    from workers.remote import remote_query_embedder
 
     filters = SearchFilter(label=label, verdict=verdict, sender=sender)
     try:

@@ -97,6 +97,11 @@ class Settings:
     callback_url: str
     callback_secret: str
     callback_retry_seconds: float
+    # Questions about mail (RAG): an OpenAI-compatible chat endpoint, else extractive.
+    llm_url: str
+    llm_model: str
+    llm_api_key: str
+    ask_passages: int
     # Workers.
     reconcile_after_seconds: int
     log_level: str
@@ -136,6 +141,10 @@ def load_settings() -> Settings:
         callback_url=env_str("CALLBACK_URL"),
         callback_secret=env_str("CALLBACK_SECRET"),
         callback_retry_seconds=env_float("CALLBACK_RETRY_SECONDS", 10.0),
+        llm_url=env_str("LLM_URL"),
+        llm_model=env_str("LLM_MODEL", "llama3.1"),
+        llm_api_key=env_str("LLM_API_KEY"),
+        ask_passages=env_int("ASK_PASSAGES", 6, minimum=1),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
     )

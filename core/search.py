@@ -152,3 +152,19 @@ def search(session: Session, query: str, mode: str, k: int, filters: SearchFilte
     depth = max(wanted * 2, 50)
     return fuse(("vector", vector_search(session, encoder, vector, depth, filters)),
                 ("keyword", keyword_search(session, query, depth, filters)), k=wanted)[offset:]
+
+
+def best_chunks(session: Session, encoder: str, vector: np.ndarray, email_ids: list[int]
+                ) -> dict[int, str]:
+    """For each email, the text of its chunk nearest to ``vector`` (the passage to quote)."""
+    if not email_ids:
+        return {}
+    dim = int(len(vector))
+    register_vector_types(session)
+    rows = session.execute(text(
+        "SELECT DISTINCT ON (email_id) email_id, text FROM chunks"
+        " WHERE encoder = :encoder AND email_id = ANY(:ids) AND dim = :dim"
+        f" ORDER BY email_id, embedding::vector({dim}) <=> CAST(:q AS vector({dim}))"
+    ), {"encoder": encoder, "ids": list(email_ids), "dim": dim,
+        "q": np.asarray(vector, dtype=np.float32)}).all()
+    return {row.email_id: row.text for row in rows}

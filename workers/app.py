@@ -34,6 +34,7 @@ TRAIN_MODEL = "spamsift.train_model"
 IMPORT_UPLOAD = "spamsift.import_upload"
 DELIVER_VERDICT = "spamsift.deliver_verdict"
 EMBED_QUERY = "spamsift.embed_query"
+ANSWER_QUESTION = "spamsift.answer_question"
 RECONCILE = "spamsift.reconcile"
 
 TASK_ROUTES = {
@@ -44,6 +45,7 @@ TASK_ROUTES = {
     IMPORT_UPLOAD: {"queue": BULK},
     DELIVER_VERDICT: {"queue": REALTIME},
     EMBED_QUERY: {"queue": REALTIME},
+    ANSWER_QUESTION: {"queue": REALTIME},
     RECONCILE: {"queue": BULK},
 }
 

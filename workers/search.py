@@ -1,32 +1,55 @@
-"""Query embeddings on the realtime queue: the web app never loads the encoder."""
+"""Search work on the realtime queue: query embeddings and answers to questions."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from workers.app import EMBED_QUERY, celery_app
+from core.config import get_settings
+from core.db import session_scope
+from core.search import SearchFilter, best_chunks, search
+from ml.answer import ChatGenerator, ExtractiveGenerator, Passage
+from workers.app import ANSWER_QUESTION, EMBED_QUERY
 from workers.runtime import get_encoder
 
 
 @shared_task(name=EMBED_QUERY, ignore_result=False)
 def embed_query(text: str) -> dict:
     """The query's vector, as the stored chunk vectors were made (same encoder and pooling)."""
+    encoder_name, vector = local_query_embedder(text)
+    return {"encoder": encoder_name, "vector": vector.tolist()}
+
+
+def answer_generator():
+    settings = get_settings()
+    # Sentences are ranked with mean pooling, what the packaged model was trained for,
+    # whatever pooling the stored vectors use.
+    extractive = ExtractiveGenerator(lambda texts: get_encoder().embed(texts, "mean"))
+    if settings.llm_url:
+        return ChatGenerator(settings.llm_url, settings.llm_model, settings.llm_api_key,
+                             fallback=extractive)
+    return extractive
+
+
+def local_query_embedder(text: str):
     encoder = get_encoder()
-    return {"encoder": encoder.name, "vector": encoder.embed([text])[0].tolist()}
+    return encoder.name, encoder.embed([text])[0]
 
 
-def remote_query_embedder(timeout: float = 10.0):
-    """``embed_query`` for core.search.search, run by a realtime worker."""
-    import numpy as np
-
-    from celery.exceptions import TimeoutError as CeleryTimeout
-
-    def embed(text: str):
-        try:
-            result = celery_app.send_task(EMBED_QUERY, args=[text],
-                                          queue="realtime").get(timeout=timeout)
-        except CeleryTimeout as exc:
-            raise TimeoutError(f"no realtime worker embedded the query in {timeout} s") from exc
-        return result["encoder"], np.asarray(result["vector"], dtype=np.float32)
-
-    return embed
+@shared_task(name=ANSWER_QUESTION, ignore_result=False)
+def answer_question(question: str, filters: dict | None = None) -> dict:
+    """Retrieve the best passages (hybrid search), then answer with citations."""
+    settings = get_settings()
+    encoder_name, vector = local_query_embedder(question)
+    with session_scope() as session:
+        hits = search(session, question, "hybrid", settings.ask_passages,
+                      SearchFilter(**(filters or {})), lambda _: (encoder_name, vector))
+        texts = best_chunks(session, encoder_name, vector, [h.email_id for h in hits])
+    passages = [Passage(number, hit.email_id, hit.subject or "",
+                        texts.get(hit.email_id) or hit.snippet or "")
+                for number, hit in enumerate(hits, 1)]
+    answer = answer_generator().generate(question, passages)
+    return {"question": question, "answer": answer.text, "found": answer.found,
+            "citations": answer.citations, "generator": answer.generator,
+            "notes": answer.notes,
+            "passages": [{"number": p.number, "email_id": p.email_id, "subject": p.subject,
+                          "text": p.text} for p in passages]}

@@ -156,7 +156,7 @@ def test_dashboard_login_label_and_roles(app, people):
     assert bad.status_code == 401 and "wrong password" in bad.get_data(as_text=True)
     assert login(client, "alice", "correct horse").status_code == 302
     for page in ("/", "/mail", f"/mail/{email_id}", "/models", "/jobs", "/import",
-                 "/search", "/search?q=quarterly&mode=keyword&label=none",
+                 "/search", "/search?q=quarterly&mode=keyword&label=none", "/ask",
                  "/mail?verdict=spam&label=none&sender=x&since=2024-01-01&until=2030-01-01"):
         response = client.get(page)
         assert response.status_code == 200, page

@@ -11,7 +11,7 @@ from core.models import Chunk, Email
 from core.search import MODES, SearchFilter, search, vector_search
 from core.vectors import document_vectors
 from web.auth import api_auth
-from workers.search import remote_query_embedder
+from workers.remote import ask_remote, remote_query_embedder
 
 blueprint = Blueprint("api_search", __name__, description="Search")
 SECURITY = [{"bearerAuth": []}]
@@ -85,3 +85,40 @@ def similar(email_id: int):
         if email is None:
             abort(404, message=f"no email with id {email_id}")
         return similar_emails(session, email)
+
+
+class AskRequest(Schema):
+    question = fields.String(required=True, validate=validate.Length(min=3, max=1000))
+    label = fields.String(validate=validate.OneOf(("spam", "ham", "none")))
+    sender = fields.String(validate=validate.Length(max=320))
+
+
+class PassageSchema(Schema):
+    number = fields.Integer()
+    email_id = fields.Integer()
+    subject = fields.String()
+    text = fields.String()
+
+
+class AnswerSchema(Schema):
+    question = fields.String()
+    answer = fields.String()
+    found = fields.Boolean()
+    citations = fields.List(fields.Integer())
+    generator = fields.String()
+    notes = fields.List(fields.String())
+    passages = fields.List(fields.Nested(PassageSchema))
+
+
+@blueprint.route("/ask", methods=["POST"])
+@api_auth()
+@blueprint.arguments(AskRequest)
+@blueprint.response(200, AnswerSchema)
+@blueprint.doc(security=SECURITY)
+def ask(body):
+    """Answer a question from the mail, citing the emails it quotes (numbers → passages)."""
+    filters = {key: body[key] for key in ("label", "sender") if key in body}
+    try:
+        return ask_remote(body["question"], filters)
+    except TimeoutError as exc:
+        abort(503, message=str(exc))

@@ -26,7 +26,7 @@ from web.dashboard import blueprint
 from web.dashboard.charts import curve_svg, volume_svg
 from web.dashboard.sanitize import sanitize_email_html
 from workers.app import IMPORT_UPLOAD, QUEUES, queue_training, send_after_commit
-from workers.search import remote_query_embedder
+from workers.remote import ask_remote, remote_query_embedder
 
 PER_PAGE = 50
 PER_SEARCH = 20
@@ -135,6 +135,21 @@ def search_page():
             problem = str(exc)
     return render_template("dashboard/search.html", hits=hits, args=args, page=page,
                            problem=problem, modes=MODES, per_page=PER_SEARCH)
+
+
+@blueprint.route("/ask", methods=["GET", "POST"])
+@login_required
+def ask_page():
+    """A question form; POST (with CSRF) asks a realtime worker and shows the answer."""
+    result, problem = None, None
+    question = request.form.get("question", "").strip() if request.method == "POST" else ""
+    if question:
+        try:
+            result = ask_remote(question[:1000])
+        except TimeoutError as exc:
+            problem = str(exc)
+    return render_template("dashboard/ask.html", question=question, result=result,
+                           problem=problem)
 
 
 @blueprint.post("/mail/<int:email_id>/label")
