@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from core.search import MODES
+
 LABELS = ("spam", "ham")
 VERDICTS = ("spam", "unsure", "ham")
 STATUSES = ("received", "parsed", "embedded", "classified", "failed")
@@ -153,3 +155,50 @@ class ClassifyResult(Schema):
     model_id = fields.Integer(allow_none=True)
     thresholds = fields.Dict(allow_none=True)
     evidence = fields.List(fields.Dict(), allow_none=True)
+
+
+class SearchQuery(Schema):
+    q = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    mode = fields.String(load_default="hybrid", validate=validate.OneOf(MODES))
+    k = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
+    label = fields.String(validate=validate.OneOf(("spam", "ham", "none")))
+    verdict = fields.String(validate=validate.OneOf(("spam", "unsure", "ham")))
+    sender = fields.String(validate=validate.Length(max=320))
+    since = fields.DateTime()
+    until = fields.DateTime()
+
+
+class HitSchema(Schema):
+    email_id = fields.Integer()
+    score = fields.Float()
+    subject = fields.String(allow_none=True)
+    sender = fields.String(allow_none=True)
+    label = fields.String(allow_none=True)
+    received_at = fields.DateTime(allow_none=True)
+    snippet = fields.String(allow_none=True)
+    chunk_text = fields.String(allow_none=True)
+    ranks = fields.Dict()
+
+
+class AskRequest(Schema):
+    question = fields.String(required=True, validate=validate.Length(min=3, max=1000))
+    label = fields.String(validate=validate.OneOf(("spam", "ham", "none")))
+    sender = fields.String(validate=validate.Length(max=320))
+
+
+class PassageSchema(Schema):
+    number = fields.Integer()
+    email_id = fields.Integer()
+    subject = fields.String()
+    text = fields.String()
+
+
+class AnswerSchema(Schema):
+    question = fields.String()
+    answer = fields.String()
+    found = fields.Boolean()
+    citations = fields.List(fields.Integer())
+    generator = fields.String()
+    notes = fields.List(fields.String())
+    passages = fields.List(fields.Nested(PassageSchema))

@@ -3,42 +3,18 @@
 from __future__ import annotations
 
 from flask_smorest import Blueprint, abort
-from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from core.db import session_scope
 from core.models import Chunk, Email
-from core.search import MODES, SearchFilter, search, vector_search
+from core.search import SearchFilter, search, vector_search
 from core.vectors import document_vectors
+from web.api.schemas import AnswerSchema, AskRequest, HitSchema, SearchQuery
 from web.auth import api_auth
 from workers.remote import ask_remote, remote_query_embedder
 
 blueprint = Blueprint("api_search", __name__, description="Search")
 SECURITY = [{"bearerAuth": []}]
-
-
-class SearchQuery(Schema):
-    q = fields.String(required=True, validate=validate.Length(min=1, max=1000))
-    mode = fields.String(load_default="hybrid", validate=validate.OneOf(MODES))
-    k = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
-    label = fields.String(validate=validate.OneOf(("spam", "ham", "none")))
-    verdict = fields.String(validate=validate.OneOf(("spam", "unsure", "ham")))
-    sender = fields.String(validate=validate.Length(max=320))
-    since = fields.DateTime()
-    until = fields.DateTime()
-
-
-class HitSchema(Schema):
-    email_id = fields.Integer()
-    score = fields.Float()
-    subject = fields.String(allow_none=True)
-    sender = fields.String(allow_none=True)
-    label = fields.String(allow_none=True)
-    received_at = fields.DateTime(allow_none=True)
-    snippet = fields.String(allow_none=True)
-    chunk_text = fields.String(allow_none=True)
-    ranks = fields.Dict()
 
 
 def search_filter(args: dict) -> SearchFilter:
@@ -85,29 +61,6 @@ def similar(email_id: int):
         if email is None:
             abort(404, message=f"no email with id {email_id}")
         return similar_emails(session, email)
-
-
-class AskRequest(Schema):
-    question = fields.String(required=True, validate=validate.Length(min=3, max=1000))
-    label = fields.String(validate=validate.OneOf(("spam", "ham", "none")))
-    sender = fields.String(validate=validate.Length(max=320))
-
-
-class PassageSchema(Schema):
-    number = fields.Integer()
-    email_id = fields.Integer()
-    subject = fields.String()
-    text = fields.String()
-
-
-class AnswerSchema(Schema):
-    question = fields.String()
-    answer = fields.String()
-    found = fields.Boolean()
-    citations = fields.List(fields.Integer())
-    generator = fields.String()
-    notes = fields.List(fields.String())
-    passages = fields.List(fields.Nested(PassageSchema))
 
 
 @blueprint.route("/ask", methods=["POST"])
