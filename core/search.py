@@ -70,19 +70,34 @@ def _filter_sql(filters: SearchFilter, params: dict) -> str:
 
 def keyword_search(session: Session, query: str, k: int, filters: SearchFilter | None = None,
                    offset: int = 0) -> list[Hit]:
-    params: dict = {"q": query, "k": k, "offset": offset}
+    """Emails with all the words first (web-search syntax: quotes, OR, -word), then, to fill
+    up to k, emails with any of them, each group ranked by ts_rank_cd."""
+    params: dict = {"q": query, "n": offset + k}
     where = _filter_sql(filters or SearchFilter(), params)
-    rows = session.execute(text(
-        "SELECT e.id, e.subject, e.sender, e.label::text AS label, e.received_at,"
-        "  ts_rank_cd(e.search_vector, query) AS rank,"
-        "  ts_headline('english', left(coalesce(e.text, ''), 20000), query,"
-        "    'MaxFragments=2, MaxWords=18, MinWords=6, StartSel=[[, StopSel=]]') AS snippet"
-        " FROM emails e, websearch_to_tsquery('english', :q) query"
-        f" WHERE e.search_vector @@ query AND {where}"
-        " ORDER BY rank DESC, e.id LIMIT :k OFFSET :offset"
-    ), params).all()
-    return [Hit(row.id, float(row.rank), row.subject, row.sender, row.label, row.received_at,
-                snippet=row.snippet) for row in rows]
+    hits: list[Hit] = []
+    for tsquery in ("websearch_to_tsquery('english', :q)",
+                    "to_tsquery('english', replace(plainto_tsquery('english', :q)::text,"
+                    " ' & ', ' | '))"):
+        params["seen"] = [hit.email_id for hit in hits]
+        rows = session.execute(text(
+            "SELECT e.id, e.subject, e.sender, e.label::text AS label, e.received_at,"
+            "  ts_rank_cd(e.search_vector, query) AS rank,"
+            "  ts_headline('english', left(coalesce(e.text, ''), 20000), query,"
+            "    'MaxFragments=2, MaxWords=18, MinWords=6, StartSel=[[, StopSel=]]') AS snippet"
+            f" FROM emails e, {tsquery} query"
+            f" WHERE e.search_vector @@ query AND e.id <> ALL(:seen) AND {where}"
+            " ORDER BY rank DESC, e.id LIMIT :n"
+        ), params).all()
+        hits += [Hit(row.id, float(row.rank), row.subject, row.sender, row.label,
+                     row.received_at, snippet=row.snippet) for row in rows]
+        if len(hits) >= offset + k or query_has_operators(query):
+            break  # with explicit operators the user's own query is the whole query
+    return hits[offset:offset + k]
+
+
+def query_has_operators(query: str) -> bool:
+    return '"' in query or " or " in f" {query.lower()} " or any(
+        word.startswith("-") for word in query.split())
 
 
 def vector_search(session: Session, encoder: str, vector: np.ndarray, k: int,
