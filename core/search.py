@@ -69,9 +69,12 @@ def _filter_sql(filters: SearchFilter, params: dict) -> str:
 
 
 def keyword_search(session: Session, query: str, k: int, filters: SearchFilter | None = None,
-                   offset: int = 0) -> list[Hit]:
+                   offset: int = 0, any_word_fill: bool = True) -> list[Hit]:
     """Emails with all the words first (web-search syntax: quotes, OR, -word), then, to fill
-    up to k, emails with any of them, each group ranked by ts_rank_cd."""
+    up to k when ``any_word_fill``, emails with any of them; each group by ts_rank_cd.
+
+    Hybrid search does without the fill: its any-word matches are mostly noise that pushes
+    good vector hits down (measured on the relevance set, see BENCHMARKS.md)."""
     params: dict = {"q": query, "n": offset + k}
     where = _filter_sql(filters or SearchFilter(), params)
     hits: list[Hit] = []
@@ -90,7 +93,7 @@ def keyword_search(session: Session, query: str, k: int, filters: SearchFilter |
         ), params).all()
         hits += [Hit(row.id, float(row.rank), row.subject, row.sender, row.label,
                      row.received_at, snippet=row.snippet) for row in rows]
-        if len(hits) >= offset + k or query_has_operators(query):
+        if len(hits) >= offset + k or not any_word_fill or query_has_operators(query):
             break  # with explicit operators the user's own query is the whole query
     return hits[offset:offset + k]
 
@@ -166,7 +169,8 @@ def search(session: Session, query: str, mode: str, k: int, filters: SearchFilte
         return vector_search(session, encoder, vector, wanted, filters)[offset:]
     depth = max(wanted * 2, 50)
     return fuse(("vector", vector_search(session, encoder, vector, depth, filters)),
-                ("keyword", keyword_search(session, query, depth, filters)), k=wanted)[offset:]
+                ("keyword", keyword_search(session, query, depth, filters, any_word_fill=False)),
+                k=wanted)[offset:]
 
 
 def best_chunks(session: Session, encoder: str, vector: np.ndarray, email_ids: list[int]
