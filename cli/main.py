@@ -9,6 +9,7 @@ import click
 
 from cli.services_commands import down, run, up
 from cli.ask_command import ask_command
+from cli.bench_command import bench_command
 from cli.db_commands import db
 from cli.import_command import import_command
 from cli.process_commands import beat, web, worker
@@ -40,5 +41,5 @@ def cli() -> None:
 
 
 for command in (up, down, run, db, import_command, sample, train, models, evaluate, classify,
-                search_command, ask_command, users, tokens, worker, beat, web):
+                search_command, ask_command, bench_command, users, tokens, worker, beat, web):
     cli.add_command(command)
