@@ -13,7 +13,8 @@ from rich.table import Table
 from sqlalchemy import select
 
 from core.db import session_scope
-from core.models import Job, JobState, Prediction, TrainedModel
+from core.mailbox import wait_for_prediction
+from core.models import Job, JobState, TrainedModel
 from core.registry import UnknownModel, activate, active_model, get_model, roll_back
 from ml.classifiers import LINEAR, TFIDF_LR, TFIDF_NB
 from ml.encoder import POOLINGS
@@ -218,24 +219,15 @@ def classify(message, as_json: bool, timeout: float) -> None:
     with session_scope() as session:
         [stored] = store_emails(session, [Incoming(raw=raw, source="cli")])
         send_after_commit(session, CLASSIFY_EMAIL, [stored.email_id])
-    deadline = time.monotonic() + timeout
-    while True:
-        with session_scope() as session:
-            prediction = session.scalar(
-                select(Prediction).where(Prediction.email_id == stored.email_id)
-                .order_by(Prediction.id.desc()).limit(1))
-            if prediction is not None:
-                result = {"email_id": stored.email_id, "verdict": prediction.verdict.value,
-                          "p_spam": prediction.p_spam, "thresholds": prediction.thresholds,
-                          "model_id": prediction.model_id,
-                          "latency_ms": prediction.latency_ms,
-                          "evidence": prediction.evidence.get("neighbors", [])}
-                break
-        if time.monotonic() > deadline:
-            raise click.ClickException(
-                f"no verdict for email {stored.email_id} within {timeout:.0f} s "
-                "(is a model active and a realtime worker running?)")
-        time.sleep(0.05)
+    prediction = wait_for_prediction(stored.email_id, int(timeout * 1000))
+    if prediction is None:
+        raise click.ClickException(
+            f"no verdict for email {stored.email_id} within {timeout:.0f} s "
+            "(is a model active and a realtime worker running?)")
+    result = {"email_id": stored.email_id, "verdict": prediction.verdict.value,
+              "p_spam": prediction.p_spam, "thresholds": prediction.thresholds,
+              "model_id": prediction.model_id, "latency_ms": prediction.latency_ms,
+              "evidence": prediction.evidence.get("neighbors", [])}
     if as_json:
         click.echo(json.dumps(result))
         return

@@ -22,7 +22,7 @@ RRF_K = 60  # the usual constant of reciprocal rank fusion
 
 @dataclass
 class SearchFilter:
-    label: str | None = None  # spam / ham / none
+    label: str | None = None  # spam / ham / none (unlabeled) / any (labeled, either way)
     verdict: str | None = None  # spam / unsure / ham (latest prediction)
     since: datetime | None = None
     until: datetime | None = None
@@ -50,6 +50,8 @@ def _filter_sql(filters: SearchFilter, params: dict) -> str:
         params["f_label"] = filters.label
     elif filters.label == "none":
         conditions.append("e.label IS NULL")
+    elif filters.label == "any":
+        conditions.append("e.label IS NOT NULL")
     if filters.verdict:
         conditions.append(
             "(SELECT p.verdict::text FROM predictions p WHERE p.email_id = e.id"

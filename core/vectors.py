@@ -63,26 +63,3 @@ def emails_without_chunks(session: Session, encoder: str, email_ids: Sequence[in
         "SELECT DISTINCT email_id FROM chunks WHERE encoder = :encoder AND email_id = ANY(:ids)"
     ), {"encoder": encoder, "ids": list(email_ids)}).scalars()
     return set(email_ids) - set(have)
-
-
-def nearest_labeled(session: Session, encoder: str, vector: np.ndarray, k: int,
-                    exclude_email_id: int | None = None, candidates: int = 100) -> list[dict]:
-    """The k labeled emails whose chunks are nearest to ``vector`` (cosine), best first."""
-    if k <= 0:
-        return []
-    dim = int(len(vector))
-    register_vector_types(session)
-    session.execute(text(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, candidates)}"))
-    rows = session.execute(text(
-        "SELECT near.email_id, e.label::text AS label, e.subject, max(near.similarity) AS sim"
-        " FROM (SELECT email_id,"
-        f"        1 - (embedding::vector({dim}) <=> CAST(:q AS vector({dim}))) AS similarity"
-        "       FROM chunks WHERE dim = :dim AND encoder = :encoder"
-        f"      ORDER BY embedding::vector({dim}) <=> CAST(:q AS vector({dim})) LIMIT :n) near"
-        " JOIN emails e ON e.id = near.email_id"
-        " WHERE e.label IS NOT NULL AND e.id IS DISTINCT FROM :exclude"
-        " GROUP BY near.email_id, e.label, e.subject ORDER BY sim DESC LIMIT :k"
-    ), {"q": np.asarray(vector, dtype=np.float32), "dim": dim, "encoder": encoder,
-        "n": candidates, "exclude": exclude_email_id, "k": k}).all()
-    return [{"email_id": row.email_id, "label": row.label, "subject": row.subject,
-             "similarity": round(float(row.sim), 4)} for row in rows]

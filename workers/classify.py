@@ -13,7 +13,8 @@ from core.config import get_settings
 from core.mail import text_for_model
 from core.models import Email, EmailStatus, Prediction, TrainedModel, Verdict
 from core.registry import active_model
-from core.vectors import document_vectors, nearest_labeled
+from core.search import SearchFilter, vector_search
+from core.vectors import document_vectors
 from ml.classifiers import READS_TEXT
 from ml.thresholds import Thresholds
 from workers.app import CLASSIFY_EMAIL, DELIVER_VERDICT, DbTask, send_after_commit
@@ -42,6 +43,15 @@ def score(session: Session, model: TrainedModel, emails: list[Email]
     return np.asarray(p_spam, dtype=float), vectors
 
 
+def nearest_labeled(session: Session, encoder: str, vector: np.ndarray, k: int,
+                    exclude_email_id: int) -> list[dict]:
+    """The evidence: the k labeled emails nearest to the email, best first."""
+    hits = vector_search(session, encoder, vector, k, SearchFilter(label="any"),
+                         exclude_email_id=exclude_email_id)
+    return [{"email_id": hit.email_id, "label": hit.label, "subject": hit.subject,
+             "similarity": round(hit.score, 4)} for hit in hits]
+
+
 def classify_batch(session: Session, emails: list[Email], started: float | None = None
                    ) -> list[Prediction]:
     """Write one prediction per email with the active model; nothing if none is active."""
@@ -58,7 +68,7 @@ def classify_batch(session: Session, emails: list[Email], started: float | None 
     for email, p in zip(emails, p_spam):
         vector = vectors.get(email.id)
         evidence = {"neighbors": nearest_labeled(session, encoder_name, vector, k, email.id)
-                    if vector is not None else [],
+                    if vector is not None and k > 0 else [],
                     "encoder": encoder_name}
         prediction = Prediction(email_id=email.id, model_id=model.id, p_spam=float(p),
                                 verdict=Verdict(thresholds.verdict(float(p))),
