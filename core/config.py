@@ -6,12 +6,15 @@ the code base reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PREFIX = "SPAMSIFT_"
+MIN_CALLBACK_SECRET_BYTES = 32
 
 
 class SettingError(ValueError):
@@ -97,18 +100,22 @@ class Settings:
     callback_url: str
     callback_secret: str
     callback_retry_seconds: float
+    # Plain http for the callback and LLM URLs to hosts other than loopback (development).
+    allow_http_outbound: bool
     # Questions about mail (RAG): an OpenAI-compatible chat endpoint, else extractive.
     llm_url: str
     llm_model: str
     llm_api_key: str
     ask_passages: int
+    # The deepest result (offset + k) a search serves.
+    search_max_results: int
     # Workers.
     reconcile_after_seconds: int
     log_level: str
 
 
 def load_settings() -> Settings:
-    return Settings(
+    settings = Settings(
         database_url=env_str("DATABASE_URL"),
         broker_url=env_str("BROKER_URL"),
         var_dir=Path(env_str("VAR_DIR", "var")).resolve(),
@@ -141,13 +148,54 @@ def load_settings() -> Settings:
         callback_url=env_str("CALLBACK_URL"),
         callback_secret=env_str("CALLBACK_SECRET"),
         callback_retry_seconds=env_float("CALLBACK_RETRY_SECONDS", 10.0),
+        allow_http_outbound=env_bool("ALLOW_HTTP_OUTBOUND", False),
         llm_url=env_str("LLM_URL"),
         llm_model=env_str("LLM_MODEL", "llama3.1"),
         llm_api_key=env_str("LLM_API_KEY"),
         ask_passages=env_int("ASK_PASSAGES", 6, minimum=1),
+        search_max_results=env_int("SEARCH_MAX_RESULTS", 200, minimum=1),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
     )
+    check_outgoing_requests(settings)
+    return settings
+
+
+def check_outgoing_requests(settings: Settings) -> None:
+    """Verdicts and questions leave only over https (plain http to loopback hosts, or
+    anywhere with the development flag), and verdicts only signed with a real secret."""
+    for name in ("CALLBACK_URL", "LLM_URL"):
+        url = getattr(settings, name.lower())
+        if url and not _secure_enough(url, settings.allow_http_outbound):
+            raise SettingError(
+                f"{PREFIX}{name} must be an https URL (plain http only to 127.0.0.1, ::1 or "
+                f"localhost, or with {PREFIX}ALLOW_HTTP_OUTBOUND=true), got {url!r}")
+    if settings.callback_url and (len(settings.callback_secret.encode())
+                                  < MIN_CALLBACK_SECRET_BYTES):
+        raise SettingError(
+            f"{PREFIX}CALLBACK_SECRET must be at least {MIN_CALLBACK_SECRET_BYTES} bytes when "
+            f"{PREFIX}CALLBACK_URL is set: receivers check each verdict's signature with it "
+            "(make one with `openssl rand -hex 32`)")
+
+
+def _secure_enough(url: str, allow_http: bool) -> bool:
+    try:
+        parts = urlsplit(url)
+        host, scheme = parts.hostname, parts.scheme.lower()
+    except ValueError:  # e.g. an unclosed [IPv6] bracket
+        return False
+    if not host or scheme not in ("https", "http"):
+        return False
+    return scheme == "https" or allow_http or _is_loopback(host)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)

@@ -2,8 +2,11 @@
 
 The body is JSON; ``X-Spamsift-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
 "<t>.<body>" with SPAMSIFT_CALLBACK_SECRET>`` lets the receiver check it came from here and
-is fresh. Network errors, 408, 429 and 5xx answers are retried (backoff doubling from
-SPAMSIFT_CALLBACK_RETRY_SECONDS, 8 tries); other 4xx answers are final.
+is fresh (the settings refuse a callback URL without a secret of 32 bytes or more, and plain
+http except to loopback hosts). Network errors, 408, 429 and 5xx answers are retried
+(backoff doubling from SPAMSIFT_CALLBACK_RETRY_SECONDS, 8 tries); other 4xx answers are
+final, and so are redirects, which are never followed: the verdict goes to the configured
+URL or nowhere.
 """
 
 from __future__ import annotations
@@ -50,18 +53,23 @@ def deliver_verdict(self, prediction_id: int) -> int | None:
             return None
         body = json.dumps(verdict_payload(prediction, prediction.email),
                           sort_keys=True).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "spamsift"}
-    if settings.callback_secret:
-        headers["X-Spamsift-Signature"] = signature(settings.callback_secret, int(time.time()),
-                                                    body)
+    headers = {"Content-Type": "application/json", "User-Agent": "spamsift",
+               "X-Spamsift-Signature": signature(settings.callback_secret, int(time.time()),
+                                                 body)}
     try:
-        response = requests.post(settings.callback_url, data=body, headers=headers, timeout=10)
+        response = requests.post(settings.callback_url, data=body, headers=headers, timeout=10,
+                                 allow_redirects=False)
         status = response.status_code
     except requests.RequestException as exc:
         status, problem = None, str(exc)
     else:
         problem = f"HTTP {status}"
-    if status is not None and status < 400:
+    if status is not None and 300 <= status < 400:
+        log.error("verdict callback for prediction %s answered with a redirect (%s, to %s): "
+                  "not followed, not retried; set SPAMSIFT_CALLBACK_URL to the final URL",
+                  prediction_id, problem, response.headers.get("Location", "nowhere"))
+        return status
+    if status is not None and status < 300:
         return status
     if status is not None and status < 500 and status not in RETRY_STATUSES:
         log.warning("verdict callback for prediction %s refused (%s); not retried",
