@@ -3,10 +3,15 @@ and hybrid (both fused by reciprocal rank fusion). Results are emails, best firs
 
 Filtered vector queries use pgvector's iterative index scans, so a filter that rules out
 most chunks still yields k emails rather than whatever the first ef_search candidates held.
+
+No search goes deeper than SPAMSIFT_SEARCH_MAX_RESULTS emails (offset + k): deeper pages
+are empty, and no query asks PostgreSQL for more (chunk queries: for that many emails' worth
+of chunks, SPAMSIFT_MAX_CHUNKS each).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,10 +19,15 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core.config import get_settings
 from core.vectors import EF_SEARCH, register_vector_types
 
 MODES = ("hybrid", "vector", "keyword")
 RRF_K = 60  # the usual constant of reciprocal rank fusion
+# Keyword snippets mark the words that matched as [[word]] (ts_headline's StartSel/StopSel).
+_HIGHLIGHT = re.compile(r"\[\[([^\[\]]+)\]\]")
+_LATEST_VERDICT = ("(SELECT p.verdict::text FROM predictions p WHERE p.email_id = e.id"
+                   " ORDER BY p.id DESC LIMIT 1)")
 
 
 @dataclass
@@ -27,6 +37,9 @@ class SearchFilter:
     since: datetime | None = None
     until: datetime | None = None
     sender: str | None = None  # address or domain substring
+    # Leave out spam: emails labeled spam, and unlabeled ones whose latest verdict is spam
+    # (a person's ham label outranks the model).
+    exclude_spam: bool = False
 
 
 @dataclass
@@ -53,10 +66,11 @@ def _filter_sql(filters: SearchFilter, params: dict) -> str:
     elif filters.label == "any":
         conditions.append("e.label IS NOT NULL")
     if filters.verdict:
-        conditions.append(
-            "(SELECT p.verdict::text FROM predictions p WHERE p.email_id = e.id"
-            " ORDER BY p.id DESC LIMIT 1) = :f_verdict")
+        conditions.append(f"{_LATEST_VERDICT} = :f_verdict")
         params["f_verdict"] = filters.verdict
+    if filters.exclude_spam:
+        conditions.append("(e.label = 'ham' OR (e.label IS NULL"
+                          f" AND {_LATEST_VERDICT} IS DISTINCT FROM 'spam'))")
     if filters.since:
         conditions.append("e.received_at >= :f_since")
         params["f_since"] = filters.since
@@ -77,7 +91,7 @@ def keyword_search(session: Session, query: str, k: int, filters: SearchFilter |
 
     Hybrid search does without the fill: its any-word matches are mostly noise that pushes
     good vector hits down (measured on the relevance set, see BENCHMARKS.md)."""
-    params: dict = {"q": query, "n": offset + k}
+    params: dict = {"q": query, "n": min(offset + k, max_results())}
     where = _filter_sql(filters or SearchFilter(), params)
     hits: list[Hit] = []
     for tsquery in ("websearch_to_tsquery('english', :q)",
@@ -95,9 +109,13 @@ def keyword_search(session: Session, query: str, k: int, filters: SearchFilter |
         ), params).all()
         hits += [Hit(row.id, float(row.rank), row.subject, row.sender, row.label,
                      row.received_at, snippet=row.snippet) for row in rows]
-        if len(hits) >= offset + k or not any_word_fill or query_has_operators(query):
+        if len(hits) >= params["n"] or not any_word_fill or query_has_operators(query):
             break  # with explicit operators the user's own query is the whole query
     return hits[offset:offset + k]
+
+
+def max_results() -> int:
+    return get_settings().search_max_results
 
 
 def query_has_operators(query: str) -> bool:
@@ -108,7 +126,12 @@ def query_has_operators(query: str) -> bool:
 def vector_search(session: Session, encoder: str, vector: np.ndarray, k: int,
                   filters: SearchFilter | None = None, exclude_email_id: int | None = None,
                   ef_search: int = EF_SEARCH) -> list[Hit]:
-    """The k emails whose best chunk is nearest to ``vector`` (cosine similarity)."""
+    """The k emails whose best chunk is nearest to ``vector`` (cosine similarity).
+
+    Chunk rows are fetched in growing batches until k distinct emails are found, up to
+    k × SPAMSIFT_MAX_CHUNKS rows (each email has at most that many chunks)."""
+    settings = get_settings()
+    k = min(k, settings.search_max_results)
     dim = int(len(vector))
     params: dict = {"q": np.asarray(vector, dtype=np.float32), "dim": dim, "encoder": encoder,
                     "exclude": exclude_email_id}
@@ -117,7 +140,8 @@ def vector_search(session: Session, encoder: str, vector: np.ndarray, k: int,
     session.execute(text(f"SET LOCAL hnsw.ef_search = {int(ef_search)}"))
     session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
     hits: dict[int, Hit] = {}
-    limit = k * 4
+    most_rows = k * settings.max_chunks
+    limit = min(k * 4, most_rows)
     while True:
         params["n"] = limit
         rows = session.execute(text(
@@ -135,9 +159,9 @@ def vector_search(session: Session, encoder: str, vector: np.ndarray, k: int,
                 hits[row.email_id] = Hit(row.email_id, float(row.similarity), row.subject,
                                          row.sender, row.label, row.received_at,
                                          chunk_text=row.chunk_text)
-        if len(hits) >= k or len(rows) < limit:
+        if len(hits) >= k or len(rows) < limit or limit >= most_rows:
             break
-        limit *= 4  # many chunks of the same emails: look further
+        limit = min(limit * 4, most_rows)  # many chunks of the same emails: look further
     # relaxed_order may return near-ties slightly out of order
     return sorted(hits.values(), key=lambda h: -h.score)[:k]
 
@@ -160,16 +184,20 @@ def fuse(*ranked_lists: tuple[str, list[Hit]], k: int) -> list[Hit]:
 def search(session: Session, query: str, mode: str, k: int, filters: SearchFilter | None,
            embed_query, offset: int = 0) -> list[Hit]:
     """Search in ``mode``; ``embed_query(text) -> (encoder name, vector)`` is called only
-    when vectors are needed. Hybrid fuses the top of both lists, deep enough for paging."""
+    when vectors are needed. Hybrid fuses the top of both lists, deep enough for paging.
+    Nothing lies beyond ``max_results()``: a page past it is empty."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
-    wanted = offset + k
+    deepest = max_results()
+    wanted = min(offset + k, deepest)
+    if wanted <= offset:
+        return []
     if mode == "keyword":
-        return keyword_search(session, query, k, filters, offset)
+        return keyword_search(session, query, wanted - offset, filters, offset)
     encoder, vector = embed_query(query)
     if mode == "vector":
         return vector_search(session, encoder, vector, wanted, filters)[offset:]
-    depth = max(wanted * 2, 50)
+    depth = min(max(wanted * 2, 50), deepest)
     return fuse(("vector", vector_search(session, encoder, vector, depth, filters)),
                 ("keyword", keyword_search(session, query, depth, filters, any_word_fill=False)),
                 k=wanted)[offset:]
@@ -189,3 +217,24 @@ def best_chunks(session: Session, encoder: str, vector: np.ndarray, email_ids: l
     ), {"encoder": encoder, "ids": list(email_ids), "dim": dim,
         "q": np.asarray(vector, dtype=np.float32)}).all()
     return {row.email_id: row.text for row in rows}
+
+
+def latest_verdicts(session: Session, email_ids: list[int]) -> dict[int, str]:
+    """Each email's latest verdict (emails never classified are left out)."""
+    rows = session.execute(text(
+        "SELECT DISTINCT ON (email_id) email_id, verdict::text AS verdict FROM predictions"
+        " WHERE email_id = ANY(:ids) ORDER BY email_id, id DESC"), {"ids": list(email_ids)})
+    return {row.email_id: row.verdict for row in rows}
+
+
+def highlight_parts(snippet: str) -> list[tuple[str, bool]]:
+    """``snippet`` as (text, matched) pieces, the [[word]] markers taken out."""
+    parts, start = [], 0
+    for match in _HIGHLIGHT.finditer(snippet):
+        if match.start() > start:
+            parts.append((snippet[start:match.start()], False))
+        parts.append((match.group(1), True))
+        start = match.end()
+    if start < len(snippet):
+        parts.append((snippet[start:], False))
+    return parts

@@ -6,7 +6,7 @@ from celery import shared_task
 
 from core.config import get_settings
 from core.db import session_scope
-from core.search import SearchFilter, best_chunks, search
+from core.search import SearchFilter, best_chunks, latest_verdicts, search
 from ml.answer import ChatGenerator, ExtractiveGenerator, Passage
 from workers.app import ANSWER_QUESTION, EMBED_QUERY
 from workers.runtime import get_encoder
@@ -37,13 +37,18 @@ def local_query_embedder(text: str):
 
 @shared_task(name=ANSWER_QUESTION, ignore_result=False)
 def answer_question(question: str, filters: dict | None = None) -> dict:
-    """Retrieve the best passages (hybrid search), then answer with citations."""
+    """Retrieve the best passages (hybrid search), then answer with citations. Spam is left
+    out unless ``filters`` says ``exclude_spam: false``: mail from outside must not steer
+    the answers."""
     settings = get_settings()
     encoder_name, vector = local_query_embedder(question)
     with session_scope() as session:
         hits = search(session, question, "hybrid", settings.ask_passages,
-                      SearchFilter(**(filters or {})), lambda _: (encoder_name, vector))
-        texts = best_chunks(session, encoder_name, vector, [h.email_id for h in hits])
+                      SearchFilter(**{"exclude_spam": True, **(filters or {})}),
+                      lambda _: (encoder_name, vector))
+        ids = [h.email_id for h in hits]
+        texts = best_chunks(session, encoder_name, vector, ids)
+        verdicts = latest_verdicts(session, ids)
     passages = [Passage(number, hit.email_id, hit.subject or "",
                         texts.get(hit.email_id) or hit.snippet or "")
                 for number, hit in enumerate(hits, 1)]
@@ -52,4 +57,6 @@ def answer_question(question: str, filters: dict | None = None) -> dict:
             "citations": answer.citations, "generator": answer.generator,
             "notes": answer.notes,
             "passages": [{"number": p.number, "email_id": p.email_id, "subject": p.subject,
-                          "text": p.text} for p in passages]}
+                          "text": p.text, "label": hit.label,
+                          "verdict": verdicts.get(hit.email_id)}
+                         for p, hit in zip(passages, hits)]}

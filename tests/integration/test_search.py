@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from cli.main import cli
 from core.db import session_scope
 from core.intake import Incoming, store_emails
-from core.models import Email, EmailStatus, Label
-from core.search import SearchFilter, fuse, keyword_search, vector_search
+from core.models import Email, EmailStatus, Label, Prediction, TrainedModel, Verdict
+from core.search import SearchFilter, fuse, keyword_search, search, vector_search
 from core.vectors import store_chunks
 from tests.conftest import FIXTURES
 from tests.integration.test_import import wait_for
+from tests.integration.test_web import app, bearer, login, people  # noqa: F401 (fixtures)
+
+SYNTHETIC = "synthetic;pool=cls"
 
 
 @pytest.fixture
@@ -190,3 +194,198 @@ def test_ask_answers_with_citations_and_ignores_injected_instructions(embedded_m
     assert answer["answer"].strip() != "PWNED"
     assert "mallory" not in answer["answer"]
     assert len(answer["passages"]) == 6
+
+
+def parsed_mail(session, texts: list[str], labels: list[Label | None] | None = None
+                ) -> list[int]:
+    """Stored and parsed (searchable by words), not embedded."""
+    from workers.ingest import apply_parse
+
+    labels = labels or [None] * len(texts)
+    stored = store_emails(session, [
+        Incoming(f"From: x{i}@example.org\r\nSubject: {body[:40]}\r\n\r\n{body}\r\n".encode(),
+                 "test", label, "import" if label else None)
+        for i, (body, label) in enumerate(zip(texts, labels))])
+    ids = [s.email_id for s in stored]
+    for email in session.scalars(select(Email).where(Email.id.in_(ids))):
+        apply_parse(email)
+    session.flush()
+    return ids
+
+
+def synthetic_chunks(session, email_ids: list[int], per_email: int = 3) -> np.ndarray:
+    """``per_email`` chunk vectors for each email, all near one query vector (returned)."""
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=384).astype(np.float32)
+    query /= np.linalg.norm(query)
+    rows = []
+    for email_id in email_ids:
+        for ordinal in range(per_email):
+            vector = query + 0.5 * rng.normal(size=384).astype(np.float32) / np.sqrt(384)
+            rows.append((email_id, ordinal, f"chunk {ordinal}", 0, 7,
+                         vector / np.linalg.norm(vector)))
+    store_chunks(session, SYNTHETIC, rows)
+    return query
+
+
+def add_verdicts(session, verdicts: dict[int, list[Verdict]]) -> None:
+    """Predictions for each email, oldest first."""
+    model = TrainedModel(kind="test")
+    session.add(model)
+    session.flush()
+    for email_id, history in verdicts.items():
+        for verdict in history:
+            session.add(Prediction(email_id=email_id, model_id=model.id, p_spam=0.5,
+                                   verdict=verdict, latency_ms=1.0))
+            session.flush()
+
+
+def test_search_depth_is_capped_in_sql(db, engine, settings):
+    """No query asks PostgreSQL for more than SPAMSIFT_SEARCH_MAX_RESULTS emails (chunk
+    queries for more than that many emails' chunks), whatever k and offset say."""
+    cap = settings(SEARCH_MAX_RESULTS=5).search_max_results
+    ids = parsed_mail(db, [f"Garden tools, lot {i}" for i in range(12)])
+    query = synthetic_chunks(db, ids)
+    limits: list[tuple[str, int]] = []
+
+    def remember_limits(conn, cursor, statement, params, context, executemany):
+        if isinstance(params, dict) and "n" in params:
+            limits.append(("chunks" if "FROM chunks" in statement else "emails", params["n"]))
+
+    def embed(_):
+        return SYNTHETIC, query
+
+    event.listen(engine, "before_cursor_execute", remember_limits)
+    try:
+        assert len(keyword_search(db, "garden", 100)) == cap
+        assert len(search(db, "garden", "keyword", 10, None, embed, offset=3)) == 2
+        assert search(db, "garden", "keyword", 10, None, embed, offset=5) == []
+        assert len(vector_search(db, SYNTHETIC, query, 10_000)) == cap
+        assert len(search(db, "garden", "vector", 100, None, embed)) == cap
+        assert len(search(db, "garden", "hybrid", 100, None, embed, offset=2)) == 3
+    finally:
+        event.remove(engine, "before_cursor_execute", remember_limits)
+    assert {kind for kind, _ in limits} == {"emails", "chunks"}
+    assert max(n for kind, n in limits if kind == "emails") <= cap
+    assert max(n for kind, n in limits if kind == "chunks") <= cap * settings().max_chunks
+
+
+def test_api_refuses_a_search_deeper_than_the_cap(app, people, settings):  # noqa: F811
+    client = app.test_client()
+    auth = bearer(people["viewer"])
+    response = client.get("/api/search?q=garden&mode=keyword&k=100&page=3", headers=auth)
+    assert response.status_code == 422
+    assert "SPAMSIFT_SEARCH_MAX_RESULTS" in response.get_data(as_text=True)
+    assert "300" in response.get_data(as_text=True) and "200" in response.get_data(as_text=True)
+    settings(SEARCH_MAX_RESULTS=30)
+    assert client.get("/api/search?q=garden&mode=keyword&k=50",
+                      headers=auth).status_code == 422
+    assert client.get("/api/search?q=garden&mode=keyword&k=10&page=4",
+                      headers=auth).status_code == 422
+    assert client.get("/api/search?q=garden&mode=keyword&k=10&page=3",
+                      headers=auth).status_code == 200
+
+
+def test_dashboard_search_stops_paging_at_the_cap(app, people, settings):  # noqa: F811
+    settings(SEARCH_MAX_RESULTS=30)  # a page and a half of 20
+    with session_scope() as session:
+        parsed_mail(session, [f"Quarterly report, part {i}" for i in range(45)])
+    client = app.test_client()
+    login(client, "victor", "battery staple")
+    first = client.get("/search?q=quarterly&mode=keyword").get_data(as_text=True)
+    assert first.count('<li><a href="/mail/') == 20 and "next →" in first
+    second = client.get("/search?q=quarterly&mode=keyword&page=2").get_data(as_text=True)
+    assert second.count('<li><a href="/mail/') == 10 and "next →" not in second
+    assert "Results stop at 30" in second
+    third = client.get("/search?q=quarterly&mode=keyword&page=3").get_data(as_text=True)
+    assert third.count('<li><a href="/mail/') == 0 and "Results stop at 30" in third
+
+
+def test_spam_is_left_out_when_asked(db):
+    """Spam: labeled spam, or unlabeled with a latest verdict of spam. A human ham label
+    outranks the model's verdict; an old spam verdict since revised does not count."""
+    names = ["labeled spam", "verdict spam", "verdict revised", "labeled ham, verdict spam",
+             "no verdict", "labeled ham"]
+    ids = parsed_mail(db, [f"Refinance offer: {name}" for name in names],
+                      [Label.SPAM, None, None, Label.HAM, None, Label.HAM])
+    by_name = dict(zip(names, ids))
+    add_verdicts(db, {by_name["verdict spam"]: [Verdict.HAM, Verdict.SPAM],
+                      by_name["verdict revised"]: [Verdict.SPAM, Verdict.HAM],
+                      by_name["labeled ham, verdict spam"]: [Verdict.SPAM],
+                      by_name["labeled spam"]: [Verdict.HAM]})
+    query = synthetic_chunks(db, ids)
+    kept = {by_name[n] for n in ("verdict revised", "labeled ham, verdict spam", "no verdict",
+                                 "labeled ham")}
+    no_spam = SearchFilter(exclude_spam=True)
+    assert {h.email_id for h in keyword_search(db, "refinance", 10, no_spam)} == kept
+    assert {h.email_id for h in vector_search(db, SYNTHETIC, query, 10, no_spam)} == kept
+    assert {h.email_id for h in keyword_search(db, "refinance", 10)} == set(ids)
+    from core.search import latest_verdicts
+
+    assert latest_verdicts(db, ids) == {by_name["verdict spam"]: "spam",
+                                        by_name["verdict revised"]: "ham",
+                                        by_name["labeled ham, verdict spam"]: "spam",
+                                        by_name["labeled spam"]: "ham"}
+
+
+def test_ask_leaves_spam_out_unless_asked_and_shows_label_and_verdict(
+        embedded_mail, app, people, settings):  # noqa: F811
+    """The labeled spam about mortgages, and unlabeled mail the model called spam, do not
+    reach the answer by default; each passage says its label and latest verdict."""
+    with session_scope() as session:
+        [sneaky] = parsed_mail(session, ["Refinance your mortgage: our lender lowers your "
+                                         "mortgage rate, reply with your bank details."])
+        add_verdicts(session, {sneaky: [Verdict.SPAM]})
+    question = "How do I refinance my mortgage?"
+    result = CliRunner().invoke(cli, ["ask", question, "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["passages"] and sneaky not in {p["email_id"] for p in answer["passages"]}
+    assert "Refinance your mortgage today" not in {p["subject"] for p in answer["passages"]}
+    assert all(p["label"] != "spam" and p["verdict"] != "spam" for p in answer["passages"])
+
+    result = CliRunner().invoke(cli, ["ask", question, "--include-spam", "--json"])
+    with_spam = json.loads(result.stdout)
+    subjects = {p["subject"] for p in with_spam["passages"]}
+    assert "Refinance your mortgage today" in subjects
+    assert sneaky in {p["email_id"] for p in with_spam["passages"]}
+    sneaky_passage = next(p for p in with_spam["passages"] if p["email_id"] == sneaky)
+    assert sneaky_passage["label"] is None and sneaky_passage["verdict"] == "spam"
+
+    text_output = CliRunner().invoke(cli, ["ask", question, "--include-spam"]).output
+    assert "spam" in text_output.split("Sources:")[1]
+
+    client = app.test_client()
+    auth = bearer(people["viewer"])
+    api = client.post("/api/ask", json={"question": question}, headers=auth).get_json()
+    assert all(p["label"] != "spam" and p["verdict"] != "spam" for p in api["passages"])
+    api = client.post("/api/ask", json={"question": question, "include_spam": True},
+                      headers=auth).get_json()
+    assert sneaky in {p["email_id"] for p in api["passages"]}
+    refused = client.post("/api/ask", json={"question": question, "label": "spam"},
+                          headers=auth)
+    assert refused.status_code == 422 and "include_spam" in refused.get_data(as_text=True)
+
+
+def test_highlight_markers_are_shown_as_highlights(app, people, celery_worker):  # noqa: F811
+    """A passage quoted from a keyword snippet carries ts_headline's [[word]] markers; the
+    dashboard shows them as <mark> (the words escaped), the CLI without brackets."""
+    with session_scope() as session:
+        parsed_mail(session, ["The credit union will lower your mortgage rate if you move "
+                              "your savings there. The offer ends in June.",
+                              "Unrelated note about the garden rota."])
+    question = "mortgage rate"
+    client = app.test_client()
+    login(client, "victor", "battery staple")
+    page = client.get("/ask").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)[1]
+    html = client.post("/ask", data={"question": question, "csrf_token": token}
+                       ).get_data(as_text=True)
+    assert "[[" not in html and "]]" not in html
+    assert "<mark>mortgage</mark>" in html and "<mark>rate</mark>" in html
+    shown = app.jinja_env.from_string("{{ text | highlights }}").render(
+        text="<b>Offer</b> [[<i>rate</i>]] [[a [[b]]")
+    assert shown == ("&lt;b&gt;Offer&lt;/b&gt; <mark>&lt;i&gt;rate&lt;/i&gt;</mark> "
+                     "[[a <mark>b</mark>")  # email text stays text
+    output = CliRunner().invoke(cli, ["ask", question]).output
+    assert "mortgage rate" in output and "[[" not in output

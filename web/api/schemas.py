@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from core.config import get_settings
 from core.search import MODES
 
 LABELS = ("spam", "ham")
@@ -161,12 +162,22 @@ class SearchQuery(Schema):
     q = fields.String(required=True, validate=validate.Length(min=1, max=1000))
     mode = fields.String(load_default="hybrid", validate=validate.OneOf(MODES))
     k = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={
+        "description": "page × k may not pass SPAMSIFT_SEARCH_MAX_RESULTS (200 by default)"})
     label = fields.String(validate=validate.OneOf(("spam", "ham", "none")))
     verdict = fields.String(validate=validate.OneOf(("spam", "unsure", "ham")))
     sender = fields.String(validate=validate.Length(max=320))
     since = fields.DateTime()
     until = fields.DateTime()
+
+    @validates_schema
+    def within_reach(self, data, **_):
+        deepest, cap = data["page"] * data["k"], get_settings().search_max_results
+        if deepest > cap:
+            raise ValidationError(
+                f"page {data['page']} of {data['k']} hits reaches result {deepest}; searches "
+                f"stop at {cap} (SPAMSIFT_SEARCH_MAX_RESULTS): narrow the query instead",
+                field_name="k")
 
 
 class HitSchema(Schema):
@@ -185,18 +196,33 @@ class AskRequest(Schema):
     question = fields.String(required=True, validate=validate.Length(min=3, max=1000))
     label = fields.String(validate=validate.OneOf(("spam", "ham", "none")))
     sender = fields.String(validate=validate.Length(max=320))
+    include_spam = fields.Boolean(load_default=False, metadata={
+        "description": "also retrieve spam (labeled spam, or unlabeled with a spam verdict); "
+                       "left out by default so that mail from outside cannot steer answers"})
+
+    @validates_schema
+    def spam_only_when_included(self, data, **_):
+        if data.get("label") == "spam" and not data["include_spam"]:
+            raise ValidationError("label=spam needs include_spam=true", field_name="label")
+
+
+HIGHLIGHTED = "words of the question found by keyword search are marked [[like this]]"
 
 
 class PassageSchema(Schema):
     number = fields.Integer()
     email_id = fields.Integer()
     subject = fields.String()
-    text = fields.String()
+    text = fields.String(metadata={"description": HIGHLIGHTED})
+    label = fields.String(allow_none=True, metadata={"description": "spam, ham or null"})
+    verdict = fields.String(allow_none=True, metadata={
+        "description": "the latest verdict: spam, unsure, ham, or null if never classified"})
 
 
 class AnswerSchema(Schema):
     question = fields.String()
-    answer = fields.String()
+    answer = fields.String(metadata={"description": "quotes or sentences citing passages "
+                                                    f"by number, like [2]; {HIGHLIGHTED}"})
     found = fields.Boolean()
     citations = fields.List(fields.Integer())
     generator = fields.String()

@@ -69,8 +69,10 @@ def similar(email_id: int):
 @blueprint.response(200, AnswerSchema)
 @blueprint.doc(security=SECURITY)
 def ask(body):
-    """Answer a question from the mail, citing the emails it quotes (numbers → passages)."""
+    """Answer a question from the mail, citing the emails it quotes (numbers → passages).
+    Spam is left out unless ``include_spam`` is true."""
     filters = {key: body[key] for key in ("label", "sender") if key in body}
+    filters["exclude_spam"] = not body["include_spam"]
     try:
         return ask_remote(body["question"], filters)
     except TimeoutError as exc:

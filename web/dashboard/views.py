@@ -7,6 +7,7 @@ from datetime import datetime, time, timezone
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
+from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from werkzeug.utils import secure_filename
 
@@ -19,7 +20,7 @@ from core.mailbox import (MailFilter, daily_volume, latest_prediction, latest_pr
                           list_emails)
 from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel, Verdict
 from core.registry import UnknownModel, activate, active_model, roll_back
-from core.search import MODES, SearchFilter, search
+from core.search import MODES, SearchFilter, highlight_parts, search
 from web.api.search import similar_emails
 from web.auth import admin_required
 from web.dashboard import blueprint
@@ -122,8 +123,10 @@ def search_page():
     query = args.get("q", "").strip()
     mode = args.get("mode", "hybrid")
     page = max(args.get("page", 1, type=int) or 1, 1)
+    max_results = get_settings().search_max_results
+    room = max(min(PER_SEARCH, max_results - (page - 1) * PER_SEARCH), 0)  # on this page
     hits, problem = [], None
-    if query:
+    if query and room:
         filters = SearchFilter(label=args.get("label") or None,
                                verdict=args.get("verdict") or None,
                                sender=args.get("sender", "").strip() or None)
@@ -134,7 +137,9 @@ def search_page():
         except TimeoutError as exc:
             problem = str(exc)
     return render_template("dashboard/search.html", hits=hits, args=args, page=page,
-                           problem=problem, modes=MODES, per_page=PER_SEARCH)
+                           problem=problem, modes=MODES, per_page=PER_SEARCH,
+                           max_results=max_results, cut_at_max=bool(query) and not problem
+                           and page * PER_SEARCH >= max_results and len(hits) == room)
 
 
 @blueprint.route("/ask", methods=["GET", "POST"])
@@ -143,13 +148,14 @@ def ask_page():
     """A question form; POST (with CSRF) asks a realtime worker and shows the answer."""
     result, problem = None, None
     question = request.form.get("question", "").strip() if request.method == "POST" else ""
+    include_spam = request.form.get("include_spam") == "on"
     if question:
         try:
-            result = ask_remote(question[:1000])
+            result = ask_remote(question[:1000], {"exclude_spam": not include_spam})
         except TimeoutError as exc:
             problem = str(exc)
     return render_template("dashboard/ask.html", question=question, result=result,
-                           problem=problem)
+                           problem=problem, include_spam=include_spam)
 
 
 @blueprint.post("/mail/<int:email_id>/label")
@@ -259,6 +265,21 @@ def import_mail():
         job_id = job.id
     current_app.logger.info("upload %s queued as job %s", name, job_id)
     return redirect(url_for("dashboard.job_detail", job_id=job_id))
+
+
+@blueprint.app_template_filter("highlights")
+def highlights(value: str | None, length: int | None = None) -> Markup:
+    """Search text with its [[word]] markers shown as <mark>word</mark>, everything escaped;
+    cut to ``length`` visible characters."""
+    html, shown = Markup(), 0
+    for part, matched in highlight_parts(value or ""):
+        if length is not None:
+            part = part[:max(length - shown, 0)]
+        if not part:
+            break
+        shown += len(part)
+        html += Markup("<mark>{}</mark>").format(part) if matched else escape(part)
+    return html
 
 
 @blueprint.app_template_filter("when")
