@@ -8,6 +8,7 @@ from core.config import get_settings
 from core.search import MODES
 
 LABELS = ("spam", "ham")
+HIGHLIGHTED = "words of the query found by keyword search are marked [[like this]]"
 VERDICTS = ("spam", "unsure", "ham")
 STATUSES = ("received", "parsed", "embedded", "classified", "failed")
 
@@ -187,7 +188,7 @@ class HitSchema(Schema):
     sender = fields.String(allow_none=True)
     label = fields.String(allow_none=True)
     received_at = fields.DateTime(allow_none=True)
-    snippet = fields.String(allow_none=True)
+    snippet = fields.String(allow_none=True, metadata={"description": HIGHLIGHTED})
     chunk_text = fields.String(allow_none=True)
     ranks = fields.Dict()
 
@@ -204,9 +205,6 @@ class AskRequest(Schema):
     def spam_only_when_included(self, data, **_):
         if data.get("label") == "spam" and not data["include_spam"]:
             raise ValidationError("label=spam needs include_spam=true", field_name="label")
-
-
-HIGHLIGHTED = "words of the question found by keyword search are marked [[like this]]"
 
 
 class PassageSchema(Schema):
