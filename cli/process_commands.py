@@ -52,9 +52,19 @@ def beat(loglevel: str) -> None:
 @click.option("--workers", "-w", "processes", default=2, show_default=True, type=int,
               help="gunicorn worker processes.")
 def web(host: str, port: int, processes: int) -> None:
-    """Serve the web app (dashboard, API, webhooks) with gunicorn."""
+    """Serve the web app (dashboard, API, webhooks) with gunicorn.
+
+    Threaded workers (gthread): a request waiting for a verdict holds one thread, never a
+    whole process, so waits cannot starve webhooks; every wait ends before the timeout.
+    """
     from gunicorn.app.wsgiapp import WSGIApplication
 
+    from core.config import get_settings
+
+    settings = get_settings()
     sys.argv = ["gunicorn", "--bind", f"{host}:{port}", "--workers", str(processes),
-                "--access-logfile", "-", "web:create_app()"]
+                "--worker-class", "gthread", "--threads", str(settings.web_threads),
+                "--timeout", str(settings.web_timeout),
+                "--access-logfile", "-", "--logger-class", "web.access_log.RedactingLogger",
+                "web:create_app()"]
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()

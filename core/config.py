@@ -88,6 +88,7 @@ class Settings:
     evidence_k: int
     # Inbound webhooks (a provider's endpoint is off until its credentials are set).
     mailgun_signing_key: str
+    mailgun_webhook_secret: str
     sendgrid_public_key: str
     sendgrid_secret: str
     postmark_username: str
@@ -109,9 +110,17 @@ class Settings:
     ask_passages: int
     # The deepest result (offset + k) a search serves.
     search_max_results: int
+    # Web server: gunicorn's worker timeout; every wait inside a request ends before it.
+    web_timeout: int
+    web_threads: int
     # Workers.
     reconcile_after_seconds: int
     log_level: str
+
+    @property
+    def longest_request_wait_ms(self) -> int:
+        """How long a request may wait for a worker: 5 s short of the server's timeout."""
+        return max(self.web_timeout - 5, 1) * 1000
 
 
 def load_settings() -> Settings:
@@ -137,6 +146,7 @@ def load_settings() -> Settings:
         max_spam_missed=env_float("MAX_SPAM_MISSED", 0.05),
         evidence_k=env_int("EVIDENCE_K", 5, minimum=0),
         mailgun_signing_key=env_str("MAILGUN_SIGNING_KEY"),
+        mailgun_webhook_secret=env_str("MAILGUN_WEBHOOK_SECRET"),
         sendgrid_public_key=env_str("SENDGRID_PUBLIC_KEY"),
         sendgrid_secret=env_str("SENDGRID_SECRET"),
         postmark_username=env_str("POSTMARK_USERNAME"),
@@ -154,6 +164,8 @@ def load_settings() -> Settings:
         llm_api_key=env_str("LLM_API_KEY"),
         ask_passages=env_int("ASK_PASSAGES", 6, minimum=1),
         search_max_results=env_int("SEARCH_MAX_RESULTS", 200, minimum=1),
+        web_timeout=env_int("WEB_TIMEOUT", 60, minimum=10),
+        web_threads=env_int("WEB_THREADS", 16, minimum=1),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
     )

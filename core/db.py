@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import services
+from core.config import get_settings
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -23,8 +24,10 @@ def sqlalchemy_url(url: str) -> str:
 
 @lru_cache(maxsize=8)
 def _engine_for(url: str) -> Engine:
-    return create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=5, max_overflow=5,
-                         connect_args={"connect_timeout": 5})
+    # Room for every web thread to hold a connection while it waits for a verdict.
+    overflow = max(5, get_settings().web_threads)
+    return create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=5,
+                         max_overflow=overflow, connect_args={"connect_timeout": 5})
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -23,6 +23,7 @@ class Incoming:
     source: str
     label: Label | None = None
     label_source: str | None = None
+    content_digest: bytes | None = None  # rebuilt deliveries only (core/compose.py)
 
 
 @dataclass(frozen=True)
@@ -44,26 +45,28 @@ def store_emails(session: Session, items: list[Incoming]) -> list[Stored]:
     connection.execute(text(
         f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING_TABLE} ("
         " position int, raw bytea, sha256 bytea, size int, message_id text, source text,"
-        " label text, label_source text) ON COMMIT DELETE ROWS"
+        " label text, label_source text, content_digest bytea) ON COMMIT DELETE ROWS"
     ))
     connection.execute(text(f"TRUNCATE {_STAGING_TABLE}"))
     cursor = connection.connection.driver_connection.cursor()
     with cursor.copy(
         f"COPY {_STAGING_TABLE} (position, raw, sha256, size, message_id, source, label,"
-        " label_source) FROM STDIN (FORMAT BINARY)"
+        " label_source, content_digest) FROM STDIN (FORMAT BINARY)"
     ) as copy:
-        copy.set_types(["int4", "bytea", "bytea", "int4", "text", "text", "text", "text"])
+        copy.set_types(["int4", "bytea", "bytea", "int4", "text", "text", "text", "text",
+                        "bytea"])
         for position, (item, digest) in enumerate(zip(items, digests)):
             copy.write_row((
                 position, item.raw, digest, len(item.raw), raw_header(item.raw, "Message-ID"),
                 item.source, item.label.value if item.label else None,
-                item.label_source if item.label else None,
+                item.label_source if item.label else None, item.content_digest,
             ))
     inserted = connection.execute(text(
         "INSERT INTO emails (raw, sha256, size, message_id, source, label, label_source,"
-        " labeled_at, status)"
+        " labeled_at, status, content_digest)"
         f" SELECT DISTINCT ON (sha256) raw, sha256, size, message_id, source, label::label,"
-        "  label_source, CASE WHEN label IS NULL THEN NULL ELSE now() END, 'received'"
+        "  label_source, CASE WHEN label IS NULL THEN NULL ELSE now() END, 'received',"
+        "  content_digest"
         f" FROM {_STAGING_TABLE} ORDER BY sha256, position"
         " ON CONFLICT (sha256) DO NOTHING RETURNING id, sha256"
     )).all()
@@ -89,23 +92,23 @@ def store_emails(session: Session, items: list[Incoming]) -> list[Stored]:
     return results
 
 
-def store_delivery(session: Session, raw: bytes, source: str, window_hours: int = 24) -> Stored:
+def store_delivery(session: Session, raw: bytes, source: str,
+                   content_digest: bytes | None = None, window_hours: int = 24) -> Stored:
     """Store one message a provider delivered, recognising the provider's retries.
 
-    A retry is the same bytes, or, for formats rebuilt from parsed fields, the same raw
-    Message-ID, From and Subject header text from the same source within ``window_hours``
-    (raw text: the stdlib parser truncates some malformed Message-IDs, which would merge
-    different messages). Either way the retry gets the first delivery's id.
+    A retry is the same bytes, or, for formats rebuilt from parsed fields, the same content
+    digest (identity headers, bodies and attachments: ``core.compose``) from the same source
+    within ``window_hours``. Headers the sender chooses never make a retry on their own, so
+    a message cannot take over the verdict of an earlier one by copying its Message-ID,
+    From and Subject. The comparison runs in SQL on the stored digest.
     """
-    message_id = raw_header(raw, "Message-ID")
-    if message_id:
-        fingerprint = (raw_header(raw, "From"), raw_header(raw, "Subject"))
-        earlier = session.execute(
-            select(Email.id, Email.raw).where(
-                Email.source == source, Email.message_id == message_id,
+    if content_digest is not None:
+        earlier = session.scalar(
+            select(Email.id).where(
+                Email.source == source, Email.content_digest == content_digest,
                 Email.received_at > func.now() - text(f"interval '{int(window_hours)} hours'"))
-            .order_by(Email.id)).all()
-        for email_id, earlier_raw in earlier:
-            if (raw_header(earlier_raw, "From"), raw_header(earlier_raw, "Subject")) == fingerprint:
-                return Stored(email_id, False)
-    return store_emails(session, [Incoming(raw=raw, source=source)])[0]
+            .order_by(Email.id).limit(1))
+        if earlier is not None:
+            return Stored(earlier, False)
+    return store_emails(session, [Incoming(raw=raw, source=source,
+                                           content_digest=content_digest)])[0]

@@ -96,14 +96,35 @@ def daily_volume(session: Session, days: int = 30) -> list[dict]:
     return out
 
 
+def verdict_channel(email_id: int) -> str:
+    """The channel a trigger on predictions notifies for this email (migration 0004)."""
+    return f"spamsift_prediction_{int(email_id)}"
+
+
 def wait_for_prediction(email_id: int, wait_ms: int) -> Prediction | None:
-    """Poll (each in a fresh transaction) until the email has a prediction or time is up."""
-    from core.db import session_scope
+    """The email's latest prediction, waiting up to ``wait_ms`` for one to be committed.
+
+    The waiter LISTENs on the email's channel before it looks, so a verdict committed in
+    between is not missed, and it sleeps until notified instead of polling. One pooled
+    connection per waiter.
+    """
+    from core.db import get_engine
 
     deadline = time.monotonic() + max(wait_ms, 0) / 1000
-    while True:
-        with session_scope() as session:
-            prediction = latest_prediction(session, email_id)
-        if prediction is not None or time.monotonic() >= deadline:
-            return prediction
-        time.sleep(0.005)
+    with get_engine().connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        driver = connection.connection.driver_connection
+        channel = verdict_channel(email_id)
+        driver.execute(f'LISTEN "{channel}"')
+        try:
+            with Session(bind=connection, expire_on_commit=False) as session:
+                prediction = latest_prediction(session, email_id)
+                while prediction is None and (remaining := deadline - time.monotonic()) > 0:
+                    for _ in driver.notifies(timeout=remaining, stop_after=1):
+                        pass
+                    prediction = latest_prediction(session, email_id)
+                if prediction is not None:
+                    session.expunge(prediction)
+                return prediction
+        finally:
+            driver.execute(f'UNLISTEN "{channel}"')

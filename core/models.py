@@ -131,6 +131,8 @@ class Email(Base):
         Index("ix_emails_search_vector", "search_vector", postgresql_using="gin"),
         Index("ix_emails_received_at", "received_at"),
         Index("ix_emails_status_updated_at", "status", "updated_at"),
+        Index("ix_emails_source_content_digest", "source", "content_digest",
+              postgresql_where=text("content_digest IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -140,6 +142,9 @@ class Email(Base):
     size: Mapped[int] = mapped_column(Integer)
     # The Message-ID header's raw text: the stdlib parser truncates some malformed ones.
     message_id: Mapped[str | None] = mapped_column(Text, index=True)
+    # For messages rebuilt from a provider's parsed fields: a digest of identity headers,
+    # bodies and attachments, so a retry is recognised by its content (core/compose.py).
+    content_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     source: Mapped[str] = mapped_column(String(200), default="import")
     received_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = mapped_column(

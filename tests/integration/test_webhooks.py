@@ -23,11 +23,9 @@ from core.auth import create_api_token, create_user
 from core.db import session_scope
 from core.mail import parse_email
 from core.models import Email, EmailStatus, Role
-from tests.conftest import FIXTURES, SENDGRID_PRIVATE_KEY, WEBHOOK_SETTINGS
+from tests.conftest import FIXTURES
+from tests.providers import POSTMARK_AUTH, mailgun_signature, multipart, sendgrid_signed
 from web import create_app
-
-MAILGUN_KEY = WEBHOOK_SETTINGS["SPAMSIFT_MAILGUN_SIGNING_KEY"]
-POSTMARK_AUTH = ("postmark", WEBHOOK_SETTINGS["SPAMSIFT_POSTMARK_PASSWORD"])
 
 
 @pytest.fixture
@@ -50,14 +48,6 @@ def email_count() -> int:
 def stored(email_id: int) -> Email:
     with session_scope() as session:
         return session.get(Email, email_id)
-
-
-def mailgun_signature(timestamp: str | None = None, token: str | None = None) -> dict:
-    timestamp = timestamp or str(int(time.time()))
-    token = token or uuid.uuid4().hex * 2
-    signature = hmac.new(MAILGUN_KEY.encode(), (timestamp + token).encode(),
-                         hashlib.sha256).hexdigest()
-    return {"timestamp": timestamp, "token": token, "signature": signature}
 
 
 def mailgun_form(**overrides) -> dict:
@@ -139,9 +129,10 @@ def test_mailgun_parsed_route(client):
                                    "size": 13}]
     assert ["Received", "by luna.mailgun.net with SMTP mgrt 8734663311733"] in parsed.headers
 
-    # Mailgun retries with a fresh signature: same email, no second row.
-    retry = client.post("/webhooks/mailgun", data=mailgun_form(),
-                        content_type="multipart/form-data")
+    # Mailgun retries the same message with a fresh signature: same email, no second row.
+    retry_form = mailgun_form()
+    retry_form["attachment-1"] = (io.BytesIO(b"%PDF-1.4 test"), "invoice.pdf", "application/pdf")
+    retry = client.post("/webhooks/mailgun", data=retry_form, content_type="multipart/form-data")
     assert retry.status_code == 200 and retry.get_json()["id"] == email.id
     assert retry.get_json()["duplicate"] is True
     assert email_count() == 1
@@ -157,42 +148,18 @@ def test_mailgun_raw_mime_route(client, mail_fixture):
 
 
 def test_mailgun_forged_stale_and_replayed_signatures(client):
+    # 401, not 406: Mailgun never retries a 406, so a rotated key would drop mail for good.
     forged = mailgun_form(signature="0" * 64)
-    assert client.post("/webhooks/mailgun", data=forged).status_code == 406
+    assert client.post("/webhooks/mailgun", data=forged).status_code == 401
     stale = mailgun_form(**mailgun_signature(timestamp=str(int(time.time()) - 3600)))
-    assert client.post("/webhooks/mailgun", data=stale).status_code == 406
+    assert client.post("/webhooks/mailgun", data=stale).status_code == 401
     assert email_count() == 0
 
     signed = mailgun_signature()
     assert client.post("/webhooks/mailgun", data=mailgun_form(**signed)).status_code == 200
     replay = client.post("/webhooks/mailgun", data=mailgun_form(**signed, subject="changed"))
-    assert replay.status_code == 406 and "replay" in replay.get_json()["error"]
+    assert replay.status_code == 401 and "replay" in replay.get_json()["error"]
     assert email_count() == 1
-
-
-def sendgrid_signed(body: bytes) -> dict:
-    timestamp = str(int(time.time()))
-    signature = SENDGRID_PRIVATE_KEY.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp}
-
-
-def multipart(fields: list[tuple[str, bytes, dict]]) -> tuple[bytes, str]:
-    """A multipart/form-data body as SendGrid builds it: each field's bytes in its own
-    charset (declared in the 'charsets' field), files with their names."""
-    boundary = "xYzZY"
-    out = io.BytesIO()
-    for name, data, extra in fields:
-        out.write(f"--{boundary}\r\n".encode())
-        disposition = f'form-data; name="{name}"'
-        if "filename" in extra:
-            disposition += f'; filename="{extra["filename"]}"'
-        out.write(f"Content-Disposition: {disposition}\r\n".encode())
-        if "type" in extra:
-            out.write(f"Content-Type: {extra['type']}\r\n".encode())
-        out.write(b"\r\n" + data + b"\r\n")
-    out.write(f"--{boundary}--\r\n".encode())
-    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
 def sendgrid_parsed_body() -> tuple[bytes, str]:

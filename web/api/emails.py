@@ -107,7 +107,8 @@ def classify(query):
             send(CLASSIFY_EMAIL, [stored.email_id])
         except BrokerUnavailable:
             pass  # stored; the reconciler will classify it
-    prediction = wait_for_prediction(stored.email_id, query["wait"])
+    prediction = wait_for_prediction(stored.email_id, min(
+        query["wait"], get_settings().longest_request_wait_ms))
     result = {"id": stored.email_id, "duplicate": not stored.created, "status": "accepted"}
     if prediction is None:
         return result, 202

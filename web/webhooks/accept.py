@@ -13,6 +13,7 @@ from core.db import session_scope
 from core.intake import store_delivery
 from core.mailbox import wait_for_prediction
 from core.models import Prediction
+from web.webhooks.verify import Claim
 from workers.app import CLASSIFY_EMAIL, BrokerUnavailable, send
 
 log = logging.getLogger(__name__)
@@ -23,14 +24,17 @@ class Codes:
     """How a provider reads our answers."""
 
     accepted: int  # stored; the verdict comes later
-    reject: int  # bad input that a retry cannot fix: the provider should stop
-    unauthorized: int  # a forged or unsigned request
+    reject: int  # bad input that a retry cannot fix (too large, unreadable): stop retrying
+    unauthorized: int  # a forged or unsigned request: retried, so a rotated key loses nothing
 
 
 RAW = Codes(accepted=202, reject=413, unauthorized=401)
-MAILGUN = Codes(accepted=200, reject=406, unauthorized=406)  # 406: rejected, no retries
+# Mailgun retries everything but 200 and 406 for 8 hours, then drops the mail.
+MAILGUN = Codes(accepted=200, reject=406, unauthorized=401)
+# SendGrid retries 5xx answers only (for 3 days); any 4xx ends it.
 SENDGRID = Codes(accepted=200, reject=413, unauthorized=401)
-POSTMARK = Codes(accepted=200, reject=403, unauthorized=401)  # 403 stops Postmark's retries
+# Postmark retries everything but 200 and 403 (ten times in about 10 hours).
+POSTMARK = Codes(accepted=200, reject=403, unauthorized=401)
 
 
 def error(status: int, message: str, **headers):
@@ -40,23 +44,32 @@ def error(status: int, message: str, **headers):
     return response
 
 
-def accept(raw: bytes, source: str, codes: Codes, after_store=None):
-    """Store ``raw`` and enqueue its classification; ``after_store`` runs once it is safe
-    (replay tokens are remembered only then, so a failed delivery can be retried)."""
+def retry_later(message: str):
+    """503 with Retry-After: every provider retries it."""
+    return error(503, f"{message}; retry later", **{"Retry-After": "30"})
+
+
+def too_large(codes: Codes, size: int, limit: int):
+    return error(codes.reject, f"message of {size} bytes is over the {limit}-byte limit "
+                               "(SPAMSIFT_MAX_MESSAGE_BYTES)")
+
+
+def accept(raw: bytes, source: str, codes: Codes, content_digest: bytes | None = None,
+           claim: Claim | None = None):
+    """Store ``raw`` and enqueue its classification. ``content_digest`` names a message
+    rebuilt from parsed fields (``core.compose``); ``claim`` is the signed delivery's replay
+    claim, given back when the email could not be stored so the provider's retry passes."""
     settings = get_settings()
     if len(raw) > settings.max_message_bytes:
-        return error(codes.reject, f"message of {len(raw)} bytes is over the "
-                                   f"{settings.max_message_bytes}-byte limit")
+        return _refuse(claim, too_large(codes, len(raw), settings.max_message_bytes))
     if not raw.strip():
-        return error(codes.reject, "empty message")
+        return _refuse(claim, error(codes.reject, "empty message"))
     try:
         with session_scope() as session:
-            stored = store_delivery(session, raw, source)
+            stored = store_delivery(session, raw, source, content_digest)
     except DBAPIError as exc:
         log.error("webhook %s: database unavailable: %s", source, exc)
-        return error(503, "database unavailable; retry later", **{"Retry-After": "30"})
-    if after_store is not None:
-        after_store()
+        return _refuse(claim, retry_later("database unavailable"))
     if stored.created:
         try:
             send(CLASSIFY_EMAIL, [stored.email_id])
@@ -66,8 +79,7 @@ def accept(raw: bytes, source: str, codes: Codes, after_store=None):
                         stored.email_id, exc)
     body = {"id": stored.email_id, "duplicate": not stored.created, "status": "accepted",
             "status_url": f"/api/emails/{stored.email_id}"}
-    prediction = _wait_for_verdict(stored.email_id, request.args.get("wait"),
-                                   settings.webhook_max_wait_ms)
+    prediction = _wait_for_verdict(stored.email_id, request.args.get("wait"))
     if prediction is None:
         return jsonify(body), codes.accepted
     body.update(status="classified", verdict=prediction.verdict.value, p_spam=prediction.p_spam,
@@ -80,11 +92,19 @@ def accept(raw: bytes, source: str, codes: Codes, after_store=None):
     return response, 200
 
 
-def _wait_for_verdict(email_id: int, wait: str | None, max_wait_ms: int) -> Prediction | None:
+def _refuse(claim: Claim | None, response):
+    if claim is not None:
+        claim.release()
+    return response
+
+
+def _wait_for_verdict(email_id: int, wait: str | None) -> Prediction | None:
     if not wait:
         return None
     try:
-        wait_ms = min(max(int(wait), 0), max_wait_ms)
+        wait_ms = max(int(wait), 0)
     except ValueError:
         return None
-    return wait_for_prediction(email_id, wait_ms)
+    settings = get_settings()
+    return wait_for_prediction(email_id, min(wait_ms, settings.webhook_max_wait_ms,
+                                             settings.longest_request_wait_ms))

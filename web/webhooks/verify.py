@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import logging
 import time
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -55,19 +56,35 @@ def basic_auth_valid(authorization, username: str, password: str) -> bool:
             & constant_time_equal(authorization.password or "", password))
 
 
-def seen_before(kind: str, token: str) -> bool:
-    """Whether this token was already used; Redis being down must not lose mail, so then
-    the check passes (the signature and timestamp checks still hold)."""
+class ReplayMemoryUnavailable(RuntimeError):
+    """Redis cannot say whether a signed delivery was seen: refuse it, the provider retries."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A signed delivery's one use, held in Redis from before the email is stored."""
+
+    key: str
+
+    def release(self) -> None:
+        """Give the claim back when the delivery was not stored, so its retry can pass."""
+        try:
+            services.redis_client().delete(self.key)
+        except Exception as exc:  # the claim then expires on its own
+            log.warning("replay claim %s not released, Redis unavailable: %s", self.key, exc)
+
+
+def claim_once(kind: str, signed: str | bytes, window_seconds: int) -> Claim | None:
+    """Claim a signed delivery atomically (SET NX EX); None when it was used before.
+
+    ``signed`` is what the signature covers, so a re-encoded copy of the same signature
+    cannot pass as a new delivery. Fails closed: without Redis there is no claim, and the
+    caller answers 503 so the provider retries.
+    """
+    signed = signed.encode() if isinstance(signed, str) else signed
+    key = REPLAY_PREFIX + kind + ":" + hashlib.sha256(signed).hexdigest()
     try:
-        return bool(services.redis_client().exists(REPLAY_PREFIX + kind + ":" + token))
+        claimed = services.redis_client().set(key, 1, nx=True, ex=2 * window_seconds)
     except Exception as exc:  # redis-py raises several connection errors
-        log.warning("replay check skipped, Redis unavailable: %s", exc)
-        return False
-
-
-def remember(kind: str, token: str, window_seconds: int) -> None:
-    try:
-        services.redis_client().set(REPLAY_PREFIX + kind + ":" + token, 1,
-                                    ex=2 * window_seconds)
-    except Exception as exc:
-        log.warning("replay token not remembered, Redis unavailable: %s", exc)
+        raise ReplayMemoryUnavailable(f"replay memory unavailable: {exc}") from exc
+    return Claim(key) if claimed else None
