@@ -55,6 +55,11 @@ def web(host: str, port: int, processes: int) -> None:
     """Serve the web app (dashboard, API, webhooks) with gunicorn."""
     from gunicorn.app.wsgiapp import WSGIApplication
 
+    from core.config import get_settings
+    from core.secret_key import flask_secret_key
+
+    flask_secret_key(get_settings())  # a weak key: a clear error here, not in every worker
+
     sys.argv = ["gunicorn", "--bind", f"{host}:{port}", "--workers", str(processes),
                 "--access-logfile", "-", "web:create_app()"]
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()
