@@ -12,5 +12,7 @@ RUN pip install --no-cache-dir '.[ml]'
 RUN useradd --create-home spamsift
 USER spamsift
 ENV SPAMSIFT_VAR_DIR=/home/spamsift/var
+# No secret key in the image: give SPAMSIFT_SECRET_KEY (32+ random bytes) at run time; the
+# web app refuses to serve without one.
 EXPOSE 8000
 CMD ["spamsift", "web", "--host", "0.0.0.0", "--port", "8000"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -114,7 +115,8 @@ def main() -> None:
     # The per-address webhook rate limit would cap a one-address load generator; lift it to
     # measure what the server can take.
     env = dict(os.environ, SPAMSIFT_DATABASE_URL=url, SPAMSIFT_LOG_LEVEL="WARNING",
-               SPAMSIFT_WEBHOOK_RATE_LIMIT="10000000 per minute")
+               SPAMSIFT_WEBHOOK_RATE_LIMIT="10000000 per minute",
+               SPAMSIFT_SECRET_KEY=secrets.token_urlsafe(48))
     spamsift = [sys.executable, "-m", "cli"]
 
     def run(*argv: str) -> str:
@@ -122,7 +124,8 @@ def main() -> None:
                               text=True).stdout
 
     run("users", "create", "bench", "--admin", "--password", "bench-password")
-    token = run("tokens", "create", "--user", "bench", "--name", "bench").strip()
+    token = run("tokens", "create", "--user", "bench", "--name", "bench", "--scope",
+                "ingest").strip()
     messages = corpus_sample(500)
 
     port = free_port()

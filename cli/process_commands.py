@@ -60,8 +60,10 @@ def web(host: str, port: int, processes: int) -> None:
     from gunicorn.app.wsgiapp import WSGIApplication
 
     from core.config import get_settings
+    from core.secret_key import flask_secret_key
 
     settings = get_settings()
+    flask_secret_key(settings)  # a weak key: a clear error here, not in every worker
     sys.argv = ["gunicorn", "--bind", f"{host}:{port}", "--workers", str(processes),
                 "--worker-class", "gthread", "--threads", str(settings.web_threads),
                 "--timeout", str(settings.web_timeout),

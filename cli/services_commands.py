@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import click
 
 from core import migrate, services
 from core.config import get_settings
+from core.secret_key import ensure_secret_key_file, flask_secret_key
 from workers.app import QUEUES
 
 
@@ -48,8 +51,13 @@ def down() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def run(host: str, port: int) -> None:
-    """Serve everything: the web app, one worker per queue, and beat. Ctrl-C stops all."""
+    """Serve everything: the web app, one worker per queue, and beat. Ctrl-C stops all.
+
+    Without SPAMSIFT_SECRET_KEY, a random key is made once and kept in var/secret_key."""
     settings = get_settings()
+    key = settings.secret_key or ensure_secret_key_file(settings.var_dir)
+    flask_secret_key(replace(settings, secret_key=key))  # a weak key stops us before starting
+    environment = {**os.environ, "SPAMSIFT_SECRET_KEY": key}  # for every process started here
     services.database_url(settings)
     services.broker_url(settings)
     spamsift = [sys.executable, "-m", "cli"]
@@ -59,7 +67,8 @@ def run(host: str, port: int) -> None:
         **{f"worker-{queue}": spamsift + ["worker", "-Q", queue, "-c", "1"] for queue in QUEUES},
         "beat": spamsift + ["beat"],
     }
-    processes = {name: subprocess.Popen(argv) for name, argv in commands.items()}
+    processes = {name: subprocess.Popen(argv, env=environment)
+                 for name, argv in commands.items()}
     click.echo(f"spamsift is serving on http://{host}:{port}/ (Ctrl-C to stop)")
 
     stopping = False

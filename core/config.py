@@ -65,8 +65,6 @@ class Settings:
     database_url: str
     broker_url: str
     var_dir: Path
-    secret_key: str
-    secure_cookies: bool
     # Mail limits.
     max_message_bytes: int
     model_text_chars: int
@@ -96,7 +94,6 @@ class Settings:
     webhook_timestamp_window: int
     webhook_max_wait_ms: int
     webhook_rate_limit: str
-    login_rate_limit: str
     # Outgoing verdict callback (off when the URL is empty).
     callback_url: str
     callback_secret: str
@@ -116,6 +113,16 @@ class Settings:
     # Workers.
     reconcile_after_seconds: int
     log_level: str
+    # Who can get in (README "Security"). Production-safe defaults; SPAMSIFT_DEVELOPMENT
+    # allows a weak secret key and turns Secure cookies and HSTS off for plain-http use.
+    development: bool
+    secret_key: str
+    secure_cookies: bool
+    hsts_seconds: int
+    session_hours: int
+    trusted_proxies: int
+    login_rate_limit: str
+    login_username_rate_limit: str
 
     @property
     def longest_request_wait_ms(self) -> int:
@@ -124,12 +131,11 @@ class Settings:
 
 
 def load_settings() -> Settings:
+    development = env_bool("DEVELOPMENT", False)
     settings = Settings(
         database_url=env_str("DATABASE_URL"),
         broker_url=env_str("BROKER_URL"),
         var_dir=Path(env_str("VAR_DIR", "var")).resolve(),
-        secret_key=env_str("SECRET_KEY", "dev-only-secret-change-me"),
-        secure_cookies=env_bool("SECURE_COOKIES", False),
         max_message_bytes=env_int("MAX_MESSAGE_BYTES", 30 * 1024 * 1024, minimum=1024),
         model_text_chars=env_int("MODEL_TEXT_CHARS", 20_000, minimum=100),
         import_batch_size=env_int("IMPORT_BATCH_SIZE", 500, minimum=1),
@@ -154,7 +160,6 @@ def load_settings() -> Settings:
         webhook_timestamp_window=env_int("WEBHOOK_TIMESTAMP_WINDOW", 300, minimum=1),
         webhook_max_wait_ms=env_int("WEBHOOK_MAX_WAIT_MS", 10_000, minimum=0),
         webhook_rate_limit=env_str("WEBHOOK_RATE_LIMIT", "6000 per minute"),
-        login_rate_limit=env_str("LOGIN_RATE_LIMIT", "10 per minute"),
         callback_url=env_str("CALLBACK_URL"),
         callback_secret=env_str("CALLBACK_SECRET"),
         callback_retry_seconds=env_float("CALLBACK_RETRY_SECONDS", 10.0),
@@ -168,6 +173,15 @@ def load_settings() -> Settings:
         web_threads=env_int("WEB_THREADS", 16, minimum=1),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
+        development=development,
+        secret_key=env_str("SECRET_KEY"),
+        secure_cookies=env_bool("SECURE_COOKIES", not development),
+        hsts_seconds=env_int("HSTS_SECONDS", 0 if development else 365 * 24 * 3600,
+                             minimum=0),
+        session_hours=env_int("SESSION_HOURS", 12, minimum=1),
+        trusted_proxies=env_int("TRUSTED_PROXIES", 0, minimum=0),
+        login_rate_limit=env_str("LOGIN_RATE_LIMIT", "10 per minute"),
+        login_username_rate_limit=env_str("LOGIN_USERNAME_RATE_LIMIT", "20 per hour"),
     )
     check_outgoing_requests(settings)
     return settings

@@ -90,6 +90,14 @@ class Role(str, enum.Enum):
     VIEWER = "viewer"
 
 
+class Scope(str, enum.Enum):
+    """What an API token may do (core.auth.ROLE_SCOPES: what its user's role allows)."""
+
+    INGEST = "ingest"  # deliver mail: POST /webhooks/raw and POST /api/classify
+    READ = "read"  # read the API: mail, verdicts, models, jobs, search, health details
+    ADMIN = "admin"  # everything, including labels, training and model changes
+
+
 def _now_column() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
@@ -106,23 +114,47 @@ class User(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user")
+    login_sessions: Mapped[list[LoginSession]] = relationship(back_populates="user")
 
 
 class ApiToken(Base):
     """A bearer token for the REST API; only its SHA-256 is stored."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = (
+        CheckConstraint("cardinality(scopes) > 0 AND "
+                        "scopes <@ ARRAY['ingest', 'read', 'admin']::varchar[]",
+                        name="scopes_known"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
     created_at: Mapped[datetime] = _now_column()
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class LoginSession(Base):
+    """A dashboard login. The session cookie carries a random id whose SHA-256 is stored
+    here, so logout, ``users disable`` and ``users passwd`` end it on the server."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = _now_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(back_populates="login_sessions")
 
 
 class Email(Base):

@@ -8,6 +8,7 @@ that uses ``db`` runs inside a SAVEPOINT that is rolled back. Tests that need co
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,9 @@ TEST_BROKER_URL = os.environ.get("SPAMSIFT_TEST_BROKER_URL", DEFAULT_BROKER_URL)
 os.environ["SPAMSIFT_DATABASE_URL"] = TEST_DATABASE_URL
 os.environ["SPAMSIFT_BROKER_URL"] = TEST_BROKER_URL
 os.environ.setdefault("SPAMSIFT_VAR_DIR", str(Path(__file__).parent.parent / "var" / "test"))
+# A strong key made for this run: the app refuses to serve with a missing or weak one.
+os.environ["SPAMSIFT_SECRET_KEY"] = secrets.token_urlsafe(48)
+os.environ.pop("SPAMSIFT_DEVELOPMENT", None)
 
 
 def _sendgrid_test_key():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Flask, jsonify, request
 
 from core.config import get_settings
@@ -15,18 +17,25 @@ CONTENT_SECURITY_POLICY = (
 
 
 def create_app(config: dict | None = None) -> Flask:
+    """The app; a ``SettingError`` when a setting makes it unsafe to serve (a weak key)."""
     from core import services
+    from core.secret_key import flask_secret_key
+    from web.auth.throttle import login_limits
     from web.extensions import api, csrf, limiter, limiter_storage_uri, login_manager
 
     settings = get_settings()
+    login_limits()  # a malformed limit stops the app here, not at the first login
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=settings.secret_key,
+        SECRET_KEY=flask_secret_key(settings),
         # Room for base64 (Postmark's JSON) and form fields around the largest message.
         MAX_CONTENT_LENGTH=settings.max_message_bytes * 4 // 3 + 1024 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
+        # Logins are permanent sessions that end with their server-side row.
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_hours),
+        SESSION_REFRESH_EACH_REQUEST=False,
         REMEMBER_COOKIE_SECURE=settings.secure_cookies,
         REMEMBER_COOKIE_HTTPONLY=True,
         WTF_CSRF_TIME_LIMIT=None,
@@ -36,10 +45,19 @@ def create_app(config: dict | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
         RATELIMIT_STORAGE_URI=limiter_storage_uri(services.broker_url(settings)),
+        # An unreachable Redis must not hold a request (webhooks go on without limits).
+        RATELIMIT_STORAGE_OPTIONS={"socket_connect_timeout": 2, "socket_timeout": 2},
         RATELIMIT_HEADERS_ENABLED=True,
     )
     if config:
         app.config.update(config)
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client address and scheme as the trusted proxies saw them (rate limits, logs,
+        # local health checks); with no proxy configured X-Forwarded-* is ignored.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies,
+                                x_proto=settings.trusted_proxies)
 
     from web.auth import blueprint as auth_blueprint
     from web.auth import load_user
@@ -86,10 +104,15 @@ def create_app(config: dict | None = None) -> Flask:
     @app.before_request
     def protect_api_document():
         # The OpenAPI document is part of the API: it needs a token or a session too.
+        from core.models import Scope
         from web.auth import api_user
 
-        if request.endpoint == "api-docs.openapi_json" and api_user() is None:
-            return jsonify(error="authentication required"), 401
+        if request.endpoint == "api-docs.openapi_json":
+            user = api_user()
+            if user is None:
+                return jsonify(error="authentication required"), 401
+            if not user.allows(Scope.READ):
+                return jsonify(error="this document needs the read scope"), 403
         return None
 
     @app.after_request
@@ -98,6 +121,9 @@ def create_app(config: dict | None = None) -> Flask:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        if settings.hsts_seconds:
+            response.headers.setdefault("Strict-Transport-Security",
+                                        f"max-age={settings.hsts_seconds}")
         return response
 
     return app

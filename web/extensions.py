@@ -10,6 +10,8 @@ from flask_wtf import CSRFProtect
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
+# Limits fail open when Redis is down (webhooks must never lose mail); logins do not: they
+# are counted by web.auth.throttle, which refuses what it cannot count.
 limiter = Limiter(key_func=get_remote_address, default_limits=[], swallow_errors=True)
 api = Api()
 

@@ -52,7 +52,7 @@ def test_embedded_services_end_to_end(tmp_path):
         body = None
         while time.monotonic() < deadline:
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                response = requests.get(f"http://127.0.0.1:{port}/healthz/details", timeout=5)
                 body = response.json()
                 if response.status_code == 200 and body["status"] == "ok":
                     break

@@ -1,4 +1,5 @@
-"""GET /healthz against real services, and with each of them really unreachable."""
+"""GET /healthz (public liveness) and /healthz/details (database, broker, workers per queue)
+against real services, and with each of them really unreachable."""
 
 from __future__ import annotations
 
@@ -6,21 +7,27 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
+from core.auth import create_api_token, create_user
+from core.db import session_scope
+from core.models import Role
 from web import create_app
 
 PROBE = """
 import json
 from web import create_app
-response = create_app().test_client().get("/healthz")
+response = create_app().test_client().get("/healthz/details")
 print(json.dumps({"code": response.status_code, "body": response.get_json()}))
 """
 
+REMOTE = {"REMOTE_ADDR": "203.0.113.9"}  # a client that is not on this machine
 
-def healthz_with(**env) -> tuple[int, dict]:
-    """Call /healthz in a fresh process whose settings point where ``env`` says."""
+
+def details_with(**env) -> tuple[int, dict]:
+    """Call /healthz/details in a fresh process whose settings point where ``env`` says."""
     result = subprocess.run([sys.executable, "-c", PROBE], env=dict(os.environ, **env),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -28,21 +35,54 @@ def healthz_with(**env) -> tuple[int, dict]:
     return reply["code"], reply["body"]
 
 
-def test_healthy_with_a_worker_on_every_queue(engine, celery_worker):
-    response = create_app().test_client().get("/healthz")
+@pytest.fixture
+def tokens(committed):
+    with session_scope() as session:
+        user = create_user(session, "ops", "a-long-password", Role.ADMIN)
+        return {scope: create_api_token(session, user, scope, scopes={scope})
+                for scope in ("read", "ingest")}
+
+
+def test_liveness_is_public_and_never_waits_for_workers(engine, celery_worker):
+    client = create_app().test_client()
+    started = time.monotonic()
+    for _ in range(10):
+        response = client.get("/healthz", environ_base=REMOTE)
+        assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+    assert time.monotonic() - started < 2.0  # a worker broadcast alone takes 1 s
+
+
+def test_details_need_a_read_token_or_a_local_client(tokens, celery_worker):
+    client = create_app().test_client()
+    assert client.get("/healthz/details", environ_base=REMOTE).status_code == 401
+    assert client.get("/healthz/details", environ_base=REMOTE,
+                      headers={"Authorization": f"Bearer {tokens['ingest']}"}).status_code == 403
+    response = client.get("/healthz/details", environ_base=REMOTE,
+                          headers={"Authorization": f"Bearer {tokens['read']}"})
     assert response.status_code == 200
     body = response.get_json()
     assert body["status"] == "ok"
     assert body["database"] == {"ok": True} and body["broker"] == {"ok": True}
     for queue in ("realtime", "bulk", "training"):
         assert body["workers"][queue], queue
+    assert client.get("/healthz/details").status_code == 200  # from this machine
+
+
+def test_details_are_cached_so_repeated_calls_do_not_broadcast(engine, celery_worker):
+    client = create_app().test_client()
+    first = client.get("/healthz/details").get_json()
+    started = time.monotonic()
+    for _ in range(5):
+        again = client.get("/healthz/details").get_json()
+        assert again["checked_at"] == first["checked_at"]
+    assert time.monotonic() - started < 1.0
 
 
 @pytest.mark.parametrize("setting", ["SPAMSIFT_DATABASE_URL", "SPAMSIFT_BROKER_URL"])
 def test_service_down_is_503(engine, setting):
     dead = {"SPAMSIFT_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing",
             "SPAMSIFT_BROKER_URL": "redis://127.0.0.1:1/0"}[setting]
-    code, body = healthz_with(**{setting: dead})
+    code, body = details_with(**{setting: dead})
     assert code == 503
     assert body["status"] == "down"
     failed = "database" if "DATABASE" in setting else "broker"

@@ -95,3 +95,18 @@ def test_search_depth_has_a_cap(monkeypatch):
     monkeypatch.setenv("SPAMSIFT_SEARCH_MAX_RESULTS", "0")
     with pytest.raises(SettingError, match="SPAMSIFT_SEARCH_MAX_RESULTS must be at least 1"):
         load_settings()
+
+
+def test_security_defaults_are_for_production(monkeypatch):
+    for name in ("DEVELOPMENT", "SECRET_KEY", "SECURE_COOKIES", "HSTS_SECONDS",
+                 "SESSION_HOURS", "TRUSTED_PROXIES"):
+        monkeypatch.delenv("SPAMSIFT_" + name, raising=False)
+    settings = load_settings()
+    assert settings.secret_key == ""  # no public default: the web app refuses to start
+    assert settings.secure_cookies is True and settings.hsts_seconds >= 365 * 24 * 3600
+    assert settings.session_hours == 12 and settings.trusted_proxies == 0
+    monkeypatch.setenv("SPAMSIFT_DEVELOPMENT", "true")
+    development = load_settings()
+    assert development.secure_cookies is False and development.hsts_seconds == 0
+    monkeypatch.setenv("SPAMSIFT_SECURE_COOKIES", "true")
+    assert load_settings().secure_cookies is True

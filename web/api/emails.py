@@ -11,7 +11,7 @@ from core.db import session_scope
 from core.feedback import set_label
 from core.intake import Incoming, store_emails
 from core.mailbox import MailFilter, latest_prediction, list_emails, wait_for_prediction
-from core.models import Email, EmailStatus, Label, Verdict
+from core.models import Email, EmailStatus, Label, Scope, Verdict
 from web.api.schemas import (ClassifyQuery, ClassifyResult, EmailPage, EmailQuery,
                              EmailWithPrediction, FeedbackSchema, LabelRequest)
 from web.auth import api_auth, api_user
@@ -85,7 +85,7 @@ def label_mail(body, email_id: int):
 
 
 @blueprint.route("/classify", methods=["POST"])
-@api_auth()
+@api_auth(scope=Scope.INGEST)
 @blueprint.arguments(ClassifyQuery, location="query")
 @blueprint.response(200, ClassifyResult)
 @blueprint.doc(security=SECURITY, requestBody={

@@ -1,4 +1,4 @@
-"""Login for the dashboard (session cookie) and bearer tokens for the API; roles."""
+"""Login for the dashboard (server-side sessions) and bearer tokens with scopes for the API."""
 
 from __future__ import annotations
 
@@ -6,22 +6,26 @@ from functools import wraps
 
 from flask import Blueprint, abort, g, request
 from flask_login import current_user
+from sqlalchemy.exc import DBAPIError
 
-from core.auth import user_for_token
+from core.auth import ROLE_SCOPES, grants, login_session_user, token_grant
 from core.db import session_scope
-from core.models import Role, User
+from core.models import Role, Scope, User
 
 blueprint = Blueprint("auth", __name__)
 
 
 class SessionUser:
-    """What Flask-Login keeps for a logged-in user (a detached copy, no open session)."""
+    """Who a request acts for (a detached copy, no open session): a dashboard login, whose
+    id is the login session's id, or an API token's user with the token's scopes."""
 
-    def __init__(self, user: User) -> None:
+    def __init__(self, user: User, scopes: frozenset[Scope], session_id: str = "") -> None:
         self.id = user.id
         self.username = user.username
         self.role = user.role
         self.is_active = user.is_active
+        self.scopes = scopes
+        self.session_id = session_id
 
     is_authenticated = True
     is_anonymous = False
@@ -30,14 +34,26 @@ class SessionUser:
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN
 
+    def allows(self, needed: Scope) -> bool:
+        return grants(self.scopes, needed)
+
     def get_id(self) -> str:
-        return str(self.id)
+        # What Flask-Login keeps in the cookie: the login session, checked on every request.
+        return self.session_id
 
 
-def load_user(user_id: str) -> SessionUser | None:
-    with session_scope() as session:
-        user = session.get(User, int(user_id)) if user_id.isdigit() else None
-        return SessionUser(user) if user is not None and user.is_active else None
+def dashboard_user(user: User, session_id: str) -> SessionUser:
+    return SessionUser(user, ROLE_SCOPES[user.role], session_id)
+
+
+def load_user(session_id: str) -> SessionUser | None:
+    """The user of a live login session; fails closed (503) when the database is down."""
+    try:
+        with session_scope() as session:
+            user = login_session_user(session, session_id)
+            return dashboard_user(user, session_id) if user is not None else None
+    except DBAPIError:
+        abort(503, description="database unavailable; try again shortly")
 
 
 def api_user() -> SessionUser | None:
@@ -48,9 +64,12 @@ def api_user() -> SessionUser | None:
     header = request.headers.get("Authorization", "")
     user = None
     if header.lower().startswith("bearer "):
-        with session_scope() as session:
-            found = user_for_token(session, header[7:].strip())
-            user = SessionUser(found) if found is not None else None
+        try:
+            with session_scope() as session:
+                grant = token_grant(session, header[7:].strip())
+                user = SessionUser(grant.user, grant.scopes) if grant is not None else None
+        except DBAPIError:
+            abort(503, description="database unavailable; try again shortly")
     elif current_user.is_authenticated and request.method in ("GET", "HEAD"):
         # The dashboard's own scripts read the API with the session cookie; anything that
         # changes state needs a token (the API is exempt from CSRF tokens).
@@ -59,8 +78,10 @@ def api_user() -> SessionUser | None:
     return user
 
 
-def api_auth(admin: bool = False):
-    """Decorator for API views: 401 without credentials, 403 for viewers on admin actions."""
+def api_auth(admin: bool = False, scope: Scope | None = None):
+    """Decorator for API views: 401 without credentials, 403 without the scope the view
+    needs (``scope``; by default admin for admin actions, else read)."""
+    needed = scope or (Scope.ADMIN if admin else Scope.READ)
 
     def decorate(view):
         @wraps(view)
@@ -68,8 +89,8 @@ def api_auth(admin: bool = False):
             user = api_user()
             if user is None:
                 abort(401, description="authentication required: an API bearer token")
-            if admin and not user.is_admin:
-                abort(403, description="this action needs the admin role")
+            if not user.allows(needed):
+                abort(403, description=f"this action needs the {needed.value} scope")
             return view(*args, **kwargs)
 
         return wrapper

@@ -62,10 +62,10 @@ def _queue_depths() -> dict[str, int | None]:
 
 
 def _workers() -> dict[str, list[str]]:
-    from web.health import workers_by_queue
+    from web.health import report
 
     try:
-        return workers_by_queue()
+        return report()[0]["workers"]  # cached: a page view need not broadcast each time
     except Exception:
         return {queue: [] for queue in QUEUES}
 

@@ -11,11 +11,12 @@ from flask import request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from core.auth import constant_time_equal, user_for_token
+from core.auth import constant_time_equal, token_grant
 from core.compose import Attachment, compose_message
 from core.config import get_settings
 from core.db import session_scope
 from core.mail import decode_bytes
+from core.models import Scope
 from web.webhooks import blueprint
 from web.webhooks.accept import (MAILGUN, POSTMARK, RAW, SENDGRID, Codes, accept, error,
                                  retry_later)
@@ -63,12 +64,14 @@ def raw_mime():
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
     try:
         with session_scope() as session:
-            user = user_for_token(session, token) if token else None
+            grant = token_grant(session, token) if token else None
     except DBAPIError:
         return retry_later("database unavailable")
-    if user is None:
+    if grant is None:
         return error(RAW.unauthorized, "a valid API token is required (Authorization: Bearer)",
                      **{"WWW-Authenticate": "Bearer"})
+    if not grant.allows(Scope.INGEST):
+        return error(403, "this token lacks the ingest scope")
     if request.mimetype not in RAW_TYPES:
         return error(415, "send the message as Content-Type: message/rfc822")
     return accept(request.get_data(), "webhook:raw", RAW)

@@ -1,7 +1,7 @@
 """content digest of rebuilt deliveries; NOTIFY on each new prediction
 
-Revision ID: 0004
-Revises: 0001
+Revision ID: 0005
+Revises: 0002
 Create Date: 2026-11-23
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0004'
-down_revision: str | None = '0001'
+revision: str = '0005'
+down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
