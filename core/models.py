@@ -244,8 +244,13 @@ class TrainedModel(Base):
 
 
 class Prediction(Base):
+    """A model's verdict on an email: one per (email, model), so redelivered work adds none."""
+
     __tablename__ = "predictions"
-    __table_args__ = (Index("ix_predictions_email_id_created_at", "email_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_predictions_email_id_created_at", "email_id", "created_at"),
+        UniqueConstraint("email_id", "model_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))
