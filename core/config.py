@@ -104,6 +104,7 @@ class Settings:
     ask_passages: int
     # Workers.
     reconcile_after_seconds: int
+    reconcile_max_resends: int
     log_level: str
 
 
@@ -146,6 +147,7 @@ def load_settings() -> Settings:
         llm_api_key=env_str("LLM_API_KEY"),
         ask_passages=env_int("ASK_PASSAGES", 6, minimum=1),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
+        reconcile_max_resends=env_int("RECONCILE_MAX_RESENDS", 8, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
     )
 

@@ -149,6 +149,8 @@ class Email(Base):
         _enum(EmailStatus, "email_status"), default=EmailStatus.RECEIVED
     )
     status_message: Mapped[str | None] = mapped_column(Text)
+    # How often the reconciler re-sent the email's next step; it gives up at a limit.
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     # Filled by the parse step.
     sender: Mapped[str | None] = mapped_column(Text)
