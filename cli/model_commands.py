@@ -150,9 +150,12 @@ def _model_summary(model: TrainedModel) -> dict:
 @click.argument("model_id", type=int)
 def models_activate(model_id: int) -> None:
     """Make MODEL_ID the active model."""
+    from workers.app import classify_waiting_after_commit
+
     try:
         with session_scope() as session:
             activate(session, model_id)
+            classify_waiting_after_commit(session)
     except UnknownModel as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"model {model_id} is active")
@@ -161,10 +164,13 @@ def models_activate(model_id: int) -> None:
 @models.command("rollback")
 def models_rollback() -> None:
     """Activate the model that was active before the current one."""
+    from workers.app import classify_waiting_after_commit
+
     try:
         with session_scope() as session:
             model = roll_back(session)
             model_id = model.id
+            classify_waiting_after_commit(session)
     except UnknownModel as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"rolled back: model {model_id} is active")

@@ -112,6 +112,7 @@ class Settings:
     web_threads: int
     # Workers.
     reconcile_after_seconds: int
+    reconcile_max_resends: int
     log_level: str
     # Who can get in (README "Security"). Production-safe defaults; SPAMSIFT_DEVELOPMENT
     # allows a weak secret key and turns Secure cookies and HSTS off for plain-http use.
@@ -172,6 +173,7 @@ def load_settings() -> Settings:
         web_timeout=env_int("WEB_TIMEOUT", 60, minimum=10),
         web_threads=env_int("WEB_THREADS", 16, minimum=1),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
+        reconcile_max_resends=env_int("RECONCILE_MAX_RESENDS", 8, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
         development=development,
         secret_key=env_str("SECRET_KEY"),

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import case, func, update
 from sqlalchemy.orm import Session
 
+from core.config import get_settings
 from core.models import Job, JobState
+
+
+def uploads_dir() -> Path:
+    """Where dashboard uploads wait for their import job; a job's ``params["upload"]`` is
+    its file's path relative to this."""
+    return get_settings().var_dir / "uploads"
 
 
 def create_job(session: Session, kind: str, total: int | None = None, params: dict | None = None,

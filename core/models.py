@@ -186,6 +186,8 @@ class Email(Base):
         _enum(EmailStatus, "email_status"), default=EmailStatus.RECEIVED
     )
     status_message: Mapped[str | None] = mapped_column(Text)
+    # How often the reconciler re-sent the email's next step; it gives up at a limit.
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     # Filled by the parse step.
     sender: Mapped[str | None] = mapped_column(Text)
@@ -281,8 +283,13 @@ class TrainedModel(Base):
 
 
 class Prediction(Base):
+    """A model's verdict on an email: one per (email, model), so redelivered work adds none."""
+
     __tablename__ = "predictions"
-    __table_args__ = (Index("ix_predictions_email_id_created_at", "email_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_predictions_email_id_created_at", "email_id", "created_at"),
+        UniqueConstraint("email_id", "model_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"))

@@ -36,6 +36,7 @@ DELIVER_VERDICT = "spamsift.deliver_verdict"
 EMBED_QUERY = "spamsift.embed_query"
 ANSWER_QUESTION = "spamsift.answer_question"
 RECONCILE = "spamsift.reconcile"
+CLASSIFY_WAITING = "spamsift.classify_waiting"
 
 TASK_ROUTES = {
     PARSE_EMAILS: {"queue": BULK},
@@ -47,6 +48,7 @@ TASK_ROUTES = {
     EMBED_QUERY: {"queue": REALTIME},
     ANSWER_QUESTION: {"queue": REALTIME},
     RECONCILE: {"queue": BULK},
+    CLASSIFY_WAITING: {"queue": BULK},
 }
 
 
@@ -145,6 +147,12 @@ def send_after_commit(session: Session, name: str, args: Sequence = (),
 def send_in_batches(name: str, ids: Sequence[int], batch_size: int, **kwargs) -> None:
     for start in range(0, len(ids), batch_size):
         send(name, [list(ids[start:start + batch_size])], kwargs)
+
+
+def classify_waiting_after_commit(session: Session) -> None:
+    """Call when a model becomes active: once committed, the mail embedded while no model
+    was active is sent to be classified (if this message is lost, the reconciler does it)."""
+    send_after_commit(session, CLASSIFY_WAITING)
 
 
 def queue_training(session: Session, kind: str, pooling: str | None = None,

@@ -6,6 +6,7 @@ committed before its ids are enqueued, and one bad file never stops the rest.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections import Counter
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from celery import shared_task
-from sqlalchemy import func
+from sqlalchemy import func, select
 
 from core.config import get_settings
 from core.db import session_scope
@@ -24,6 +25,7 @@ from core.jobs import create_job, finish_job
 from core.models import Job, JobState, Label
 from workers.app import IMPORT_UPLOAD, PARSE_EMAILS, BrokerUnavailable, send_in_batches
 
+log = logging.getLogger(__name__)
 MAX_LISTED_FAILURES = 20
 
 
@@ -105,10 +107,30 @@ def import_paths(
     return summary
 
 
-@shared_task(name=IMPORT_UPLOAD)
-def import_upload(job_id: int, path: str, label: str | None = None) -> int:
-    """Import a file uploaded through the dashboard, then delete it."""
+@shared_task(name=IMPORT_UPLOAD, bind=True)
+def import_upload(self, job_id: int, path: str, label: str | None = None) -> int:
+    """Import a file uploaded through the dashboard, then delete it.
+
+    The job runs once: a second message for it (the reconciler re-sent it while the first
+    waited in the queue) does nothing, unless it is the broker redelivering the message of
+    a worker that died in the middle (importing again is harmless: stored mail dedupes).
+    """
     upload = Path(path)
+    startable = [JobState.QUEUED]
+    if self.request.delivery_info and self.request.delivery_info.get("redelivered"):
+        startable.append(JobState.RUNNING)
+    with session_scope() as session:
+        job = session.scalar(select(Job).where(Job.id == job_id, Job.state.in_(startable))
+                             .with_for_update())
+        if job is None:
+            log.info("upload job %s has already run; message ignored", job_id)
+            return 0
+        if not upload.is_file():
+            finish_job(session, job, JobState.FAILED,
+                       message="the uploaded file is gone: upload it again")
+            shutil.rmtree(upload.parent, ignore_errors=True)
+            return 0
+        job.state, job.started_at = JobState.RUNNING, func.now()
     try:
         summary = import_paths(
             [upload], label=Label(label) if label in ("spam", "ham") else None,

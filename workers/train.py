@@ -18,7 +18,7 @@ from core.vectors import document_vectors, emails_without_chunks
 from ml.baseline import train_baseline
 from ml.classifiers import LINEAR, TFIDF_LR, TFIDF_NB, validate
 from ml.linear import check_labels, train_linear_probe
-from workers.app import TRAIN_MODEL, DbTask
+from workers.app import TRAIN_MODEL, DbTask, classify_waiting_after_commit
 from workers.embed import embed
 from workers.runtime import get_encoder
 
@@ -110,6 +110,7 @@ def train_model(self: DbTask, job_id: int, kind: str, pooling: str | None = None
         session.flush()
         if make_active:
             activate(session, model.id)
+            classify_waiting_after_commit(session)
         job = session.get(Job, job_id)
         finish_job(session, job, JobState.SUCCEEDED, message=f"trained model {model.id}",
                    result={"model_id": model.id, "metrics": checked.metrics})

@@ -10,7 +10,7 @@ from core.models import TrainedModel
 from core.registry import UnknownModel, activate, get_model, roll_back
 from web.api.schemas import JobSchema, ModelDetail, ModelSchema, TrainRequest
 from web.auth import api_auth
-from workers.app import queue_training
+from workers.app import classify_waiting_after_commit, queue_training
 
 blueprint = Blueprint("api_models", __name__, description="The model registry")
 SECURITY = [{"bearerAuth": []}]
@@ -58,9 +58,11 @@ def activate_model(model_id: int):
     """Make a model the active one."""
     with session_scope() as session:
         try:
-            return activate(session, model_id)
+            model = activate(session, model_id)
         except UnknownModel as exc:
             abort(404, message=str(exc))
+        classify_waiting_after_commit(session)
+        return model
 
 
 @blueprint.route("/models/rollback", methods=["POST"])
@@ -71,6 +73,8 @@ def rollback():
     """Activate the model that was active before the current one."""
     with session_scope() as session:
         try:
-            return roll_back(session)
+            model = roll_back(session)
         except UnknownModel as exc:
             abort(409, message=str(exc))
+        classify_waiting_after_commit(session)
+        return model

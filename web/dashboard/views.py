@@ -11,10 +11,9 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from werkzeug.utils import secure_filename
 
-from core.config import get_settings
 from core.db import session_scope
 from core.feedback import set_label
-from core.jobs import create_job
+from core.jobs import create_job, uploads_dir
 from core.mail import html_body
 from core.mailbox import (MailFilter, daily_volume, latest_prediction, latest_prediction_subquery,
                           list_emails)
@@ -26,7 +25,8 @@ from web.auth import admin_required
 from web.dashboard import blueprint
 from web.dashboard.charts import curve_svg, volume_svg
 from web.dashboard.sanitize import sanitize_email_html
-from workers.app import IMPORT_UPLOAD, QUEUES, queue_training, send_after_commit
+from workers.app import (IMPORT_UPLOAD, QUEUES, classify_waiting_after_commit, queue_training,
+                         send_after_commit)
 from workers.remote import ask_remote, remote_query_embedder
 
 PER_PAGE = 50
@@ -205,6 +205,7 @@ def activate_model(model_id: int):
     try:
         with session_scope() as session:
             activate(session, model_id)
+            classify_waiting_after_commit(session)
         flash(f"Model {model_id} is active.", "ok")
     except UnknownModel as exc:
         flash(str(exc), "error")
@@ -217,6 +218,7 @@ def rollback_model():
     try:
         with session_scope() as session:
             model = roll_back(session)
+            classify_waiting_after_commit(session)
             flash(f"Rolled back: model {model.id} is active.", "ok")
     except UnknownModel as exc:
         flash(str(exc), "error")
@@ -254,13 +256,15 @@ def import_mail():
     label = request.form.get("label") or None
     if label not in (None, "spam", "ham", "path"):
         abort(400, description="unknown label option")
-    folder = get_settings().var_dir / "uploads" / uuid.uuid4().hex
+    folder = uploads_dir() / uuid.uuid4().hex
     folder.mkdir(parents=True)
     path = folder / name
     upload.save(path)
     with session_scope() as session:
+        # The reconciler re-sends the job from these params if its message is lost.
         job = create_job(session, "import", state=JobState.QUEUED,
-                         params={"paths": [name], "source": "upload", "label": label})
+                         params={"paths": [name], "source": "upload", "label": label,
+                                 "upload": f"{folder.name}/{name}"})
         send_after_commit(session, IMPORT_UPLOAD, [job.id, str(path)], {"label": label})
         job_id = job.id
     current_app.logger.info("upload %s queued as job %s", name, job_id)
