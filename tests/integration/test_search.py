@@ -229,12 +229,13 @@ def synthetic_chunks(session, email_ids: list[int], per_email: int = 3) -> np.nd
 
 
 def add_verdicts(session, verdicts: dict[int, list[Verdict]]) -> None:
-    """Predictions for each email, oldest first."""
-    model = TrainedModel(kind="test")
-    session.add(model)
+    """Predictions for each email, oldest first: the n-th from the n-th model (an email has
+    one prediction per model, so a revised verdict comes from a newer model)."""
+    models = [TrainedModel(kind="test") for _ in range(max(map(len, verdicts.values())))]
+    session.add_all(models)
     session.flush()
     for email_id, history in verdicts.items():
-        for verdict in history:
+        for model, verdict in zip(models, history):
             session.add(Prediction(email_id=email_id, model_id=model.id, p_spam=0.5,
                                    verdict=verdict, latency_ms=1.0))
             session.flush()

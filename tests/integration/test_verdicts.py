@@ -256,7 +256,7 @@ def callbacks(settings):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     settings(CALLBACK_URL=f"http://127.0.0.1:{server.server_port}/verdicts",
-             CALLBACK_SECRET="verdicts-test-secret", CALLBACK_RETRY_SECONDS=0.2)
+             CALLBACK_SECRET="verdicts-test-secret-of-32-bytes!", CALLBACK_RETRY_SECONDS=0.2)
     yield received
     server.shutdown()
 

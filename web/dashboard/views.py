@@ -11,6 +11,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from werkzeug.utils import secure_filename
 
+from core.config import get_settings
 from core.db import session_scope
 from core.feedback import set_label
 from core.jobs import create_job, uploads_dir
