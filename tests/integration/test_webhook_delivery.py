@@ -9,8 +9,6 @@ import base64
 import itertools
 import os
 import time
-import subprocess
-import sys
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.utils import (decode_dss_signature,
@@ -30,21 +28,6 @@ from web import create_app
 
 MB = 1_000_000
 _attempts = itertools.count()
-
-
-@pytest.fixture
-def client(committed, broker):
-    return create_app().test_client()
-
-
-@pytest.fixture
-def raw_token(committed):
-    from core.auth import create_api_token, create_user
-    from core.models import Role
-
-    with session_scope() as session:
-        user = create_user(session, "mta", "a-long-password", Role.ADMIN)
-        return create_api_token(session, user, "postfix")
 
 
 def post(client, fmt: str, raw: bytes, token: str | None = None, query: str = ""):
@@ -107,10 +90,10 @@ def stored_email(email_id: int) -> Email:
 
 
 @pytest.mark.parametrize("size", [5 * MB, 25 * MB], ids=["5MB", "25MB"])
-def test_every_format_accepts_big_messages(client, raw_token, size):
+def test_every_format_accepts_big_messages(client, api_token, size):
     raw = message_with_attachment(size)
     for fmt in FORMATS:
-        response = post(client, fmt, raw, raw_token)
+        response = post(client, fmt, raw, api_token)
         assert response.status_code in (200, 202), (fmt, response.get_json())
         parsed = parse_email(stored_email(response.get_json()["id"]).raw)
         assert parsed.text == "Here is the quarterly report.", fmt
@@ -119,7 +102,7 @@ def test_every_format_accepts_big_messages(client, raw_token, size):
         assert attachment["size"] > size * 0.7, fmt
 
 
-def test_too_large_messages_get_the_status_that_stops_retries(committed, broker, raw_token,
+def test_too_large_messages_get_the_status_that_stops_retries(committed, broker, api_token,
                                                               settings):
     settings(MAX_MESSAGE_BYTES=1 * MB)
     client = create_app().test_client()
@@ -127,7 +110,7 @@ def test_too_large_messages_get_the_status_that_stops_retries(committed, broker,
     for size in (int(1.2 * MB), 4 * MB):
         raw = message_with_attachment(size)
         for fmt in FORMATS:
-            response = post(client, fmt, raw, raw_token)
+            response = post(client, fmt, raw, api_token)
             assert response.status_code == REJECT[fmt], (fmt, size, response.status_code)
             assert "limit" in response.get_json()["error"]
     assert count_emails() == 0
@@ -138,13 +121,13 @@ def test_too_large_messages_get_the_status_that_stops_retries(committed, broker,
 
 @needs_corpus
 @pytest.mark.parametrize("name", ["spam_2/00252", "easy_ham_2/00014"])
-def test_mailgun_raw_route_stores_the_exact_bytes(client, raw_token, name):
+def test_mailgun_raw_route_stores_the_exact_bytes(client, api_token, name):
     raw = corpus_message(name)
     assert any(byte >= 0x80 for byte in raw)  # 8-bit bytes that are not UTF-8
     response = post(client, "mailgun-mime", raw)
     assert response.status_code == 200
     assert stored_email(response.get_json()["id"]).raw == raw
-    again = post(client, "raw", raw, raw_token)
+    again = post(client, "raw", raw, api_token)
     assert again.get_json() == {**response.get_json(), "duplicate": True}
 
 
@@ -171,13 +154,13 @@ def test_composing_never_raises_over_the_whole_corpus():
 
 
 @needs_corpus
-def test_the_same_message_gives_the_same_text_through_every_format(client, raw_token,
+def test_the_same_message_gives_the_same_text_through_every_format(client, api_token,
                                                                    mail_fixture):
     bounce = corpus_message("spam_2/00169")  # a bounce carrying spam as message/rfc822
     for raw in (bounce, mail_fixture("nested_rfc822.eml"), mail_fixture("attachments.eml")):
         expected = parse_email(raw)
         for fmt in FORMATS:
-            response = post(client, fmt, raw, raw_token)
+            response = post(client, fmt, raw, api_token)
             assert response.status_code in (200, 202), (fmt, response.get_json())
             got = parse_email(stored_email(response.get_json()["id"]).raw)
             assert (got.subject, got.text) == (expected.subject, expected.text), fmt
@@ -204,17 +187,17 @@ def test_rebuilt_messages_keep_forwarded_parts_inline_parts_and_no_empty_html():
 
 
 @pytest.mark.parametrize("fmt", ["raw", "postmark", "mailgun", "sendgrid"])
-def test_copied_headers_do_not_inherit_an_earlier_verdict(client, raw_token, fmt):
+def test_copied_headers_do_not_inherit_an_earlier_verdict(client, api_token, fmt):
     harmless = (b"From: Bob <bob@example.com>\r\nSubject: Lunch?\r\n"
                 b"Message-ID: <lunch-1@example.com>\r\n\r\nShall we meet at noon?\r\n")
     malicious = harmless.replace(b"Shall we meet at noon?",
                                  b"Your mailbox is full: log in at http://evil.example/")
-    first = post(client, fmt, harmless, raw_token)
-    second = post(client, fmt, malicious, raw_token)
+    first = post(client, fmt, harmless, api_token)
+    second = post(client, fmt, malicious, api_token)
     assert second.get_json()["duplicate"] is False
     assert second.get_json()["id"] != first.get_json()["id"]
     assert "evil.example" in parse_email(stored_email(second.get_json()["id"]).raw).text
-    retry = post(client, fmt, harmless, raw_token)
+    retry = post(client, fmt, harmless, api_token)
     assert retry.get_json() == {**first.get_json(), "duplicate": True}
 
 

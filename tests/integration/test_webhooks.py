@@ -4,40 +4,22 @@ PostgreSQL and Redis: good and forged signatures, replays, retries, oversize, ou
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import io
 import json
 import os
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
-from core.auth import create_api_token, create_user
 from core.db import session_scope
 from core.mail import parse_email
-from core.models import Email, EmailStatus, Role
+from core.models import Email, EmailStatus
 from tests.conftest import FIXTURES
 from tests.providers import POSTMARK_AUTH, mailgun_signature, multipart, sendgrid_signed
 from web import create_app
-
-
-@pytest.fixture
-def client(committed, broker):
-    return create_app().test_client()
-
-
-@pytest.fixture
-def api_token(committed):
-    with session_scope() as session:
-        user = create_user(session, "mta", "a-long-password", Role.ADMIN)
-        return create_api_token(session, user, "postfix")
 
 
 def email_count() -> int:
