@@ -105,6 +105,13 @@ class Settings:
     # Workers.
     reconcile_after_seconds: int
     log_level: str
+    # Bounds that keep workers up: unpacked bytes per archive, task time limits per queue
+    # (seconds), and how often a task may be delivered before it is given up as poison.
+    max_archive_bytes: int
+    realtime_time_limit: int
+    bulk_time_limit: int
+    training_time_limit: int
+    max_task_deliveries: int
 
 
 def load_settings() -> Settings:
@@ -147,6 +154,11 @@ def load_settings() -> Settings:
         ask_passages=env_int("ASK_PASSAGES", 6, minimum=1),
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
+        max_archive_bytes=env_int("MAX_ARCHIVE_BYTES", 10 * 1024 ** 3, minimum=1024),
+        realtime_time_limit=env_int("REALTIME_TIME_LIMIT", 120, minimum=2),
+        bulk_time_limit=env_int("BULK_TIME_LIMIT", 1800, minimum=2),
+        training_time_limit=env_int("TRAINING_TIME_LIMIT", 6 * 3600, minimum=2),
+        max_task_deliveries=env_int("MAX_TASK_DELIVERIES", 3, minimum=1),
     )
 
 
