@@ -1,6 +1,7 @@
-"""Tasks that misbehave the way real work can, for worker subprocesses started by the tests
-(``celery -A tests.integration.worker_tasks:celery_app worker``); never imported by the test
-process itself, whose in-process worker must not run them.
+"""Tasks that misbehave the way real work can, run by the worker subprocesses the tests start
+(``celery -A tests.integration.worker_tasks:celery_app worker``, or any worker command with
+this module imported). The suite's in-process worker never runs them: they go to a queue of
+their own, or to the real queues only while that worker is paused.
 
 Each task counts its runs in Redis under ``runs_key(name, email_ids)`` so a test can tell how
 often the broker delivered it.

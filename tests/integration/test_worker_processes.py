@@ -1,6 +1,9 @@
-"""Work that kills its worker, or never ends, is given up: real worker subprocesses (prefork,
-as in production) run tasks that die by SIGKILL, the way the out-of-memory killer ends them,
-or run past their time limit."""
+"""Worker processes as they run in production (prefork subprocesses): work that kills its
+worker or never ends is given up, and realtime work never waits behind bulk work.
+
+The misbehaving work is test tasks (``worker_tasks``): dying by SIGKILL the way the
+out-of-memory killer ends a process, sleeping past a time limit, holding a bulk worker.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import select
 
 from core.db import session_scope
 from core.intake import Incoming, store_emails
@@ -19,7 +21,7 @@ from core.jobs import create_job
 from core.models import Email, EmailStatus, Job, JobState
 from tests.conftest import REPO_ROOT
 from tests.integration import worker_tasks as tasks
-from workers.app import celery_app
+from workers.app import BULK, QUEUES, REALTIME, celery_app
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2):
@@ -32,23 +34,33 @@ def wait_for(predicate, timeout: float, interval: float = 0.2):
     raise AssertionError("condition not met in time")
 
 
-def start_worker(argv: list[str], log_path, **settings) -> subprocess.Popen:
+def start_worker(argv: list[str], log_path, pythonpath: tuple = (), **settings
+                 ) -> subprocess.Popen:
     """A worker command in its own process group, with ``SPAMSIFT_*`` settings added."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*pythonpath, REPO_ROOT))),
            **{f"SPAMSIFT_{name}": str(value) for name, value in settings.items()}}
     with open(log_path, "wb") as log:
         return subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def group_alive(process: subprocess.Popen) -> bool:
+    try:
+        os.killpg(process.pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 def stop_worker(process: subprocess.Popen) -> None:
-    if process.poll() is None:
+    """Stop a worker command and everything it started."""
+    if group_alive(process):
         os.killpg(process.pid, 15)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+            wait_for(lambda: process.poll() is not None and not group_alive(process), 30)
+        except AssertionError:
             os.killpg(process.pid, 9)
-            process.wait()
+    process.wait()
 
 
 @pytest.fixture
@@ -137,3 +149,70 @@ def test_a_task_past_its_time_limit_is_given_up(committed, broker, misbehaving_w
         job = session.get(Job, job_id)
         assert job.state == JobState.FAILED and "2-second time limit" in job.message
     assert runs(broker, tasks.SLEEP_OVER, [email_id]) == 1
+
+
+@pytest.fixture
+def session_worker_paused(celery_worker):
+    """The suite's in-process worker stops consuming, so only the workers under test work."""
+    destination = [celery_worker.hostname]
+    for queue in QUEUES:
+        assert celery_app.control.cancel_consumer(queue, destination=destination, reply=True,
+                                                  timeout=5)
+    yield celery_worker.hostname
+    for queue in QUEUES:
+        celery_app.control.add_consumer(queue, destination=destination, reply=True, timeout=5)
+
+
+def consumers_of(queue: str, other_than: str) -> list[str]:
+    active = celery_app.control.inspect(timeout=1).active_queues() or {}
+    return [host for host, queues in active.items()
+            if host != other_than and queue in {q["name"] for q in queues}]
+
+
+def test_a_plain_spamsift_worker_keeps_realtime_free_while_bulk_is_busy(
+        committed, broker, session_worker_paused, tmp_path):
+    """`spamsift worker` with no options, as an operator starts it: bulk work fills every
+    bulk slot it has, and a realtime task still runs at once."""
+    site = tmp_path / "site"  # every Python process started below loads the test tasks
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import tests.integration.worker_tasks\n")
+    release, done = f"spamsift-test:release:{uuid.uuid4().hex}", "spamsift-test:realtime-done"
+    broker.delete(done)
+    process = start_worker(["-m", "cli", "worker"], tmp_path / "worker.log", pythonpath=(site,))
+    try:
+        for _ in range(4 * (os.cpu_count() or 1)):  # more than any pool has processes
+            celery_app.send_task(tasks.WAIT_FOR_RELEASE, [release, 120], queue=BULK)
+
+        def bulk_slots_full() -> bool:
+            started = broker.get(release + ":started")
+            time.sleep(2)
+            return bool(started) and broker.get(release + ":started") == started \
+                and broker.llen(BULK) > 0
+        wait_for(bulk_slots_full, timeout=90)
+        wait_for(lambda: consumers_of(REALTIME, other_than=session_worker_paused), timeout=60)
+
+        sent = time.time()
+        celery_app.send_task(tasks.MARK_DONE, [done], queue=REALTIME)
+        wait_for(lambda: broker.exists(done), timeout=20)
+        assert float(broker.get(done)) - sent < 10
+    finally:
+        broker.set(release, 1)
+        process.send_signal(15)  # the command itself stops every worker it started
+        try:
+            wait_for(lambda: process.poll() is not None and not group_alive(process), 60)
+        finally:
+            stop_worker(process)
+            celery_app.control.purge()
+
+
+def test_worker_refuses_to_put_realtime_in_one_pool_with_bulk(committed, tmp_path):
+    process = start_worker(["-m", "cli", "worker", "-Q", "bulk,realtime"], tmp_path / "out")
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a worker started with realtime and bulk in one pool")
+    finally:
+        stop_worker(process)
+    output = (tmp_path / "out").read_text()
+    assert process.returncode == 2
+    assert "realtime would share a pool with bulk" in output and "--share-realtime" in output
