@@ -8,6 +8,7 @@ out-of-memory killer ends a process, sleeping past a time limit, holding a bulk 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,14 +25,16 @@ from tests.integration import worker_tasks as tasks
 from workers.app import BULK, QUEUES, REALTIME, celery_app
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.2):
+def wait_for(predicate, timeout: float, interval: float = 0.2, log_path=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = predicate()
         if result:
             return result
         time.sleep(interval)
-    raise AssertionError("condition not met in time")
+    log = log_path.read_text(errors="replace")[-4000:] if log_path else ""
+    raise AssertionError("condition not met in time" + (f"; the worker's log:\n{log}"
+                                                        if log else ""))
 
 
 def start_worker(argv: list[str], log_path, pythonpath: tuple = (), **settings
@@ -66,16 +69,21 @@ def stop_worker(process: subprocess.Popen) -> None:
 @pytest.fixture
 def misbehaving_worker(engine, broker, tmp_path):
     """Start a prefork worker for the misbehaving test tasks, on their own queue, with the
-    given settings; stopped after the test."""
+    given settings, and wait until it answers; returns its log. Stopped after the test."""
     processes = []
 
-    def start(**settings) -> None:
+    def start(**settings):
+        hostname = f"misbehaving-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
+        log_path = tmp_path / "worker.log"
         processes.append(start_worker(
             ["-m", "celery", "-A", "tests.integration.worker_tasks:celery_app", "worker",
              "-Q", tasks.TEST_QUEUE, "--pool", "prefork", "--concurrency", "1",
-             "--hostname", f"misbehaving-{uuid.uuid4().hex[:8]}@%h", "--without-mingle",
-             "--without-gossip", "--loglevel", "INFO"],
-            tmp_path / "worker.log", **settings))
+             "--hostname", hostname, "--without-mingle", "--without-gossip",
+             "--loglevel", "INFO"],
+            log_path, **settings))
+        wait_for(lambda: celery_app.control.ping(destination=[hostname], timeout=0.5), 60,
+                 log_path=log_path)
+        return log_path
 
     yield start
     for process in processes:
@@ -106,20 +114,20 @@ def runs(broker, name: str, email_ids: list[int]) -> int:
 
 def test_a_task_that_kills_its_worker_is_given_up_and_its_batch_split(
         committed, broker, misbehaving_worker):
-    misbehaving_worker(MAX_TASK_DELIVERIES=2)
+    log = misbehaving_worker(MAX_TASK_DELIVERIES=2)
     poison, good = store(b"From: a@example.com\n" + tasks.POISON_HEADER + b"\n\nboom\n",
                          b"From: b@example.com\nSubject: fine\n\nhello\n")
     job_id = make_job(total=2)
     celery_app.send_task(tasks.PARSE_OR_DIE, [[poison, good]], {"job_id": job_id},
                          queue=tasks.TEST_QUEUE)
 
-    wait_for(lambda: email_status(poison)[0] == EmailStatus.FAILED, timeout=90)
+    wait_for(lambda: email_status(poison)[0] == EmailStatus.FAILED, 90, log_path=log)
     status, message = email_status(poison)
     assert "spamsift.test.parse_or_die given up: the worker running it died 2 times" in message
     # The batch killed its worker twice, then was split; the poison email alone twice more.
     assert runs(broker, tasks.PARSE_OR_DIE, [poison, good]) == 2
     assert runs(broker, tasks.PARSE_OR_DIE, [poison]) == 2
-    wait_for(lambda: email_status(good)[0] == EmailStatus.PARSED, timeout=30)
+    wait_for(lambda: email_status(good)[0] == EmailStatus.PARSED, 30, log_path=log)
     assert runs(broker, tasks.PARSE_OR_DIE, [good]) == 1
     with session_scope() as session:
         job = session.get(Job, job_id)
@@ -135,14 +143,14 @@ def test_a_task_that_kills_its_worker_is_given_up_and_its_batch_split(
 
 
 def test_a_task_past_its_time_limit_is_given_up(committed, broker, misbehaving_worker):
-    misbehaving_worker(BULK_TIME_LIMIT=3)  # a soft limit of 2 s (tasks not routed run on bulk)
+    log = misbehaving_worker(BULK_TIME_LIMIT=3)  # soft limit 2 s (tasks not routed: bulk's)
     [email_id] = store(b"From: c@example.com\nSubject: slow\n\nslow\n")
     job_id = make_job(total=1)
     started = time.monotonic()
     celery_app.send_task(tasks.SLEEP_OVER, [[email_id], 60], {"job_id": job_id},
                          queue=tasks.TEST_QUEUE)
 
-    wait_for(lambda: email_status(email_id)[0] == EmailStatus.FAILED, timeout=30)
+    wait_for(lambda: email_status(email_id)[0] == EmailStatus.FAILED, 30, log_path=log)
     assert time.monotonic() - started < 30
     assert email_status(email_id)[1] == ("spamsift.test.sleep_over given up: it ran past its "
                                          "2-second time limit")
@@ -179,7 +187,8 @@ def test_a_plain_spamsift_worker_keeps_realtime_free_while_bulk_is_busy(
     (site / "sitecustomize.py").write_text("import tests.integration.worker_tasks\n")
     release, done = f"spamsift-test:release:{uuid.uuid4().hex}", "spamsift-test:realtime-done"
     broker.delete(done)
-    process = start_worker(["-m", "cli", "worker"], tmp_path / "worker.log", pythonpath=(site,))
+    log = tmp_path / "worker.log"
+    process = start_worker(["-m", "cli", "worker"], log, pythonpath=(site,))
     try:
         for _ in range(4 * (os.cpu_count() or 1)):  # more than any pool has processes
             celery_app.send_task(tasks.WAIT_FOR_RELEASE, [release, 120], queue=BULK)
@@ -189,12 +198,13 @@ def test_a_plain_spamsift_worker_keeps_realtime_free_while_bulk_is_busy(
             time.sleep(2)
             return bool(started) and broker.get(release + ":started") == started \
                 and broker.llen(BULK) > 0
-        wait_for(bulk_slots_full, timeout=90)
-        wait_for(lambda: consumers_of(REALTIME, other_than=session_worker_paused), timeout=60)
+        wait_for(bulk_slots_full, 90, log_path=log)
+        wait_for(lambda: consumers_of(REALTIME, other_than=session_worker_paused), 60,
+                 log_path=log)
 
         sent = time.time()
         celery_app.send_task(tasks.MARK_DONE, [done], queue=REALTIME)
-        wait_for(lambda: broker.exists(done), timeout=20)
+        wait_for(lambda: broker.exists(done), 20, log_path=log)
         assert float(broker.get(done)) - sent < 10
     finally:
         broker.set(release, 1)
