@@ -104,7 +104,8 @@ def give_up(task: Task, task_id: str, args: tuple, kwargs: dict, reason: str,
         log.warning("%s[%s]: %s; its %d emails are tried one by one", task.name, task_id,
                     reason, len(email_ids))
         for email_id in email_ids:
-            task.apply_async(kwargs={**work, "email_ids": [email_id]})
+            task.apply_async(kwargs={**work, "email_ids": [email_id]}, time_limit=None,
+                             soft_time_limit=None)
         return
     log.error("%s[%s]: %s; given up", task.name, task_id, reason)
     message = f"{task.name} given up: {reason}"

@@ -15,6 +15,7 @@ import time
 import uuid
 
 import pytest
+from celery.signals import before_task_publish
 
 from core.db import session_scope
 from core.intake import Incoming, store_emails
@@ -22,7 +23,8 @@ from core.jobs import create_job
 from core.models import Email, EmailStatus, Job, JobState
 from tests.conftest import REPO_ROOT
 from tests.integration import worker_tasks as tasks
-from workers.app import BULK, QUEUES, REALTIME, celery_app
+from workers.app import BULK, CLASSIFY_EMAIL, QUEUES, REALTIME, celery_app
+from workers.app import send as workers_send
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2, log_path=None):
@@ -45,6 +47,13 @@ def start_worker(argv: list[str], log_path, pythonpath: tuple = (), **settings
     with open(log_path, "wb") as log:
         return subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def send(name: str, args: list, kwargs: dict | None = None, *, queue: str) -> None:
+    """Enqueue a test task the way ``workers.app.send`` enqueues: without time limits in the
+    message, so the worker applies its own."""
+    celery_app.send_task(name, args, kwargs, queue=queue, time_limit=None,
+                         soft_time_limit=None)
 
 
 def group_alive(process: subprocess.Popen) -> bool:
@@ -118,8 +127,7 @@ def test_a_task_that_kills_its_worker_is_given_up_and_its_batch_split(
     poison, good = store(b"From: a@example.com\n" + tasks.POISON_HEADER + b"\n\nboom\n",
                          b"From: b@example.com\nSubject: fine\n\nhello\n")
     job_id = make_job(total=2)
-    celery_app.send_task(tasks.PARSE_OR_DIE, [[poison, good]], {"job_id": job_id},
-                         queue=tasks.TEST_QUEUE)
+    send(tasks.PARSE_OR_DIE, [[poison, good]], {"job_id": job_id}, queue=tasks.TEST_QUEUE)
 
     wait_for(lambda: email_status(poison)[0] == EmailStatus.FAILED, 90, log_path=log)
     status, message = email_status(poison)
@@ -147,8 +155,7 @@ def test_a_task_past_its_time_limit_is_given_up(committed, broker, misbehaving_w
     [email_id] = store(b"From: c@example.com\nSubject: slow\n\nslow\n")
     job_id = make_job(total=1)
     started = time.monotonic()
-    celery_app.send_task(tasks.SLEEP_OVER, [[email_id], 60], {"job_id": job_id},
-                         queue=tasks.TEST_QUEUE)
+    send(tasks.SLEEP_OVER, [[email_id], 60], {"job_id": job_id}, queue=tasks.TEST_QUEUE)
 
     wait_for(lambda: email_status(email_id)[0] == EmailStatus.FAILED, 30, log_path=log)
     assert time.monotonic() - started < 30
@@ -158,6 +165,39 @@ def test_a_task_past_its_time_limit_is_given_up(committed, broker, misbehaving_w
         job = session.get(Job, job_id)
         assert job.state == JobState.FAILED and "2-second time limit" in job.message
     assert runs(broker, tasks.SLEEP_OVER, [email_id]) == 1
+
+
+def test_a_task_past_its_hard_time_limit_is_given_up(committed, broker, misbehaving_worker):
+    """The pool's parent process kills it and records why, keeping no database connection
+    that the next forked worker process would share."""
+    log = misbehaving_worker(BULK_TIME_LIMIT=3)
+    stuck, good = store(b"From: d@example.com\nSubject: stuck\n\nstuck\n",
+                        b"From: e@example.com\nSubject: after\n\nafter\n")
+    send(tasks.OUTLAST_SOFT_LIMIT, [[stuck], 60], queue=tasks.TEST_QUEUE)
+
+    wait_for(lambda: email_status(stuck)[0] == EmailStatus.FAILED, 30, log_path=log)
+    assert email_status(stuck)[1] == ("spamsift.test.outlast_soft_limit given up: it ran "
+                                      "past its 3-second hard time limit")
+    send(tasks.PARSE_OR_DIE, [[good]], queue=tasks.TEST_QUEUE)
+    wait_for(lambda: email_status(good)[0] == EmailStatus.PARSED, 30, log_path=log)
+
+
+def test_enqueued_tasks_leave_their_time_limits_to_the_worker(committed, broker):
+    """Celery stamps a task's time limits into its message wherever the task is registered
+    (in every worker): the limits a worker is configured with must be the ones it applies."""
+    celery_app.loader.import_default_modules()
+    celery_app.finalize()  # as in a worker: the tasks registered, with their time limits
+    stamped = []
+
+    def capture(sender=None, headers=None, **_):
+        stamped.append((sender, tuple(headers["timelimit"])))
+
+    before_task_publish.connect(capture)
+    try:
+        workers_send(CLASSIFY_EMAIL, [0])
+    finally:
+        before_task_publish.disconnect(capture)
+    assert stamped == [(CLASSIFY_EMAIL, (None, None))]
 
 
 @pytest.fixture
@@ -191,7 +231,7 @@ def test_a_plain_spamsift_worker_keeps_realtime_free_while_bulk_is_busy(
     process = start_worker(["-m", "cli", "worker"], log, pythonpath=(site,))
     try:
         for _ in range(4 * (os.cpu_count() or 1)):  # more than any pool has processes
-            celery_app.send_task(tasks.WAIT_FOR_RELEASE, [release, 120], queue=BULK)
+            send(tasks.WAIT_FOR_RELEASE, [release, 120], queue=BULK)
 
         def bulk_slots_full() -> bool:
             started = broker.get(release + ":started")
@@ -203,7 +243,7 @@ def test_a_plain_spamsift_worker_keeps_realtime_free_while_bulk_is_busy(
                  log_path=log)
 
         sent = time.time()
-        celery_app.send_task(tasks.MARK_DONE, [done], queue=REALTIME)
+        send(tasks.MARK_DONE, [done], queue=REALTIME)
         wait_for(lambda: broker.exists(done), 20, log_path=log)
         assert float(broker.get(done)) - sent < 10
     finally:

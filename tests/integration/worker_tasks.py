@@ -13,6 +13,7 @@ import os
 import signal
 import time
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
 from core import services
@@ -24,6 +25,7 @@ from workers.ingest import apply_parse
 TEST_QUEUE = "spamsift-test-misbehaving"
 PARSE_OR_DIE = "spamsift.test.parse_or_die"
 SLEEP_OVER = "spamsift.test.sleep_over"
+OUTLAST_SOFT_LIMIT = "spamsift.test.outlast_soft_limit"
 WAIT_FOR_RELEASE = "spamsift.test.wait_for_release"
 MARK_DONE = "spamsift.test.mark_done"
 POISON_HEADER = b"X-Test-Poison: kill-the-worker"
@@ -57,6 +59,19 @@ def sleep_over(self: DbTask, email_ids: list[int], seconds: float,
     """Work that takes far longer than it should (a pathological message, a hung call)."""
     _count_run(SLEEP_OVER, email_ids)
     time.sleep(seconds)
+
+
+@celery_app.task(name=OUTLAST_SOFT_LIMIT, base=DbTask, bind=True, queue=TEST_QUEUE)
+def outlast_soft_limit(self: DbTask, email_ids: list[int], seconds: float,
+                       job_id: int | None = None) -> None:
+    """Work the soft time limit cannot stop (stuck in C code, or swallowing the exception)."""
+    _count_run(OUTLAST_SOFT_LIMIT, email_ids)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(max(0.0, deadline - time.monotonic()))
+        except SoftTimeLimitExceeded:
+            pass
 
 
 @celery_app.task(name=WAIT_FOR_RELEASE)
