@@ -7,31 +7,51 @@ import sys
 
 import click
 
-from workers.app import QUEUES
+from cli.supervise import run_together
+from workers.app import QUEUES, REALTIME
 
 
 @click.command()
-@click.option("--queues", "-Q", default=",".join(QUEUES), show_default=True,
-              help="Comma-separated queues to consume.")
+@click.option("--queues", "-Q", default=None,
+              help="Comma-separated queues to consume in one pool (default: every queue, "
+                   "each in a worker of its own).")
+@click.option("--share-realtime", is_flag=True,
+              help="Let realtime share a pool with bulk or training (verdicts then wait "
+                   "behind their work).")
 @click.option("--concurrency", "-c", type=int, default=None,
-              help="Worker processes (default: one per core).")
+              help="Processes per worker (default: one per core).")
 @click.option("--pool", default="prefork", show_default=True,
               type=click.Choice(["prefork", "solo", "threads"]))
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
-def worker(queues: str, concurrency: int | None, pool: str, loglevel: str) -> None:
-    """Run a Celery worker."""
-    from workers.app import celery_app
+def worker(queues: str | None, share_realtime: bool, concurrency: int | None, pool: str,
+           loglevel: str) -> None:
+    """Run Celery workers: one per queue, or one for the queues given with -Q.
 
-    unknown = set(queues.split(",")) - set(QUEUES)
+    Realtime work (webhook verdicts, query embeddings) never waits behind a bulk import or a
+    training run: without -Q every queue gets its own worker process, and -Q refuses to put
+    realtime in one pool with the others unless --share-realtime is given."""
+    options = ["--pool", pool, "--loglevel", loglevel]
+    if concurrency:
+        options += ["--concurrency", str(concurrency)]
+    if queues is None:
+        spamsift = [sys.executable, "-m", "cli", "worker"]
+        sys.exit(run_together({f"worker-{queue}": spamsift + ["-Q", queue] + options
+                               for queue in QUEUES}))
+    names = set(queues.split(","))
+    unknown = names - set(QUEUES)
     if unknown:
         raise click.BadParameter(f"unknown queue(s): {', '.join(sorted(unknown))}",
                                  param_hint="--queues")
+    if REALTIME in names and len(names) > 1 and not share_realtime:
+        raise click.UsageError(
+            f"realtime would share a pool with {', '.join(sorted(names - {REALTIME}))}, and "
+            "verdicts would wait behind that work: run a worker per queue (no -Q), or pass "
+            "--share-realtime")
+    from workers.app import celery_app
+
     # A node name per process, so several workers on one host never clash.
-    argv = ["worker", "-Q", queues, "--pool", pool, "--loglevel", loglevel,
-            "--hostname", f"spamsift-{os.getpid()}@%h"]
-    if concurrency:
-        argv += ["--concurrency", str(concurrency)]
-    celery_app.worker_main(argv)
+    celery_app.worker_main(["worker", "-Q", queues, *options,
+                            "--hostname", f"spamsift-{os.getpid()}@%h"])
 
 
 @click.command()

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import click
 
+from cli.supervise import run_together
 from core import migrate, services
 from core.config import get_settings
 from core.secret_key import ensure_secret_key_file, flask_secret_key
@@ -67,34 +65,8 @@ def run(host: str, port: int) -> None:
         **{f"worker-{queue}": spamsift + ["worker", "-Q", queue, "-c", "1"] for queue in QUEUES},
         "beat": spamsift + ["beat"],
     }
-    processes = {name: subprocess.Popen(argv, env=environment)
-                 for name, argv in commands.items()}
     click.echo(f"spamsift is serving on http://{host}:{port}/ (Ctrl-C to stop)")
-
-    stopping = False
-
-    def stop(*_args) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        while not stopping:
-            for name, process in processes.items():
-                if process.poll() is not None:
-                    click.echo(f"{name} exited with {process.returncode}; stopping", err=True)
-                    stopping = True
-            time.sleep(0.5)
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    sys.exit(run_together(commands, env=environment))
 
 
 def _hide_password(url: str) -> str:

@@ -125,6 +125,13 @@ class Settings:
     login_rate_limit: str
     login_username_rate_limit: str
 
+    # Bounds that keep workers up: unpacked bytes per archive, task time limits per queue
+    # (seconds), and how often a task may be delivered before it is given up as poison.
+    max_archive_bytes: int
+    realtime_time_limit: int
+    bulk_time_limit: int
+    training_time_limit: int
+    max_task_deliveries: int
     @property
     def longest_request_wait_ms(self) -> int:
         """How long a request may wait for a worker: 5 s short of the server's timeout."""
@@ -184,6 +191,11 @@ def load_settings() -> Settings:
         trusted_proxies=env_int("TRUSTED_PROXIES", 0, minimum=0),
         login_rate_limit=env_str("LOGIN_RATE_LIMIT", "10 per minute"),
         login_username_rate_limit=env_str("LOGIN_USERNAME_RATE_LIMIT", "20 per hour"),
+        max_archive_bytes=env_int("MAX_ARCHIVE_BYTES", 10 * 1024 ** 3, minimum=1024),
+        realtime_time_limit=env_int("REALTIME_TIME_LIMIT", 120, minimum=2),
+        bulk_time_limit=env_int("BULK_TIME_LIMIT", 1800, minimum=2),
+        training_time_limit=env_int("TRAINING_TIME_LIMIT", 6 * 3600, minimum=2),
+        max_task_deliveries=env_int("MAX_TASK_DELIVERIES", 3, minimum=1),
     )
     check_outgoing_requests(settings)
     return settings

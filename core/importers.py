@@ -4,16 +4,26 @@
 (.tar, .tar.gz, .tar.bz2, .tar.xz, .zip) are read member by member, never unpacked to disk,
 and may hold any of the other forms, nested archives included. A message that cannot be read
 is yielded with an ``error`` so the caller can report it and go on.
+
+Memory stays bounded whatever the input: lines are read at most ``max_bytes`` at a time,
+compressed tar streams are decompressed a buffer at a time (Python's tarfile holds a whole
+decompressed run in memory and re-copies it on every read: quadratic on a highly compressed
+member), and each archive may unpack at most ``max_archive_bytes`` in all, nested archives
+included; past that it stops with an error and the messages read before it stand.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import itertools
+import lzma
 import os
 import re
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +37,11 @@ ZIP_SUFFIXES = (".zip",)
 MAX_ARCHIVE_DEPTH = 3
 _MBOX_ESCAPED_FROM = re.compile(rb"^>(>*From )")
 _MBOX_SEPARATOR = re.compile(rb"\n\r?\nFrom ")
+# Compressed tar streams by their first bytes, and how to read each a buffer at a time.
+_DECOMPRESSORS = ((b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw)),
+                  (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
+_UNREADABLE = (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile, zlib.error,
+               lzma.LZMAError)
 
 
 @dataclass(frozen=True)
@@ -69,14 +84,55 @@ def label_from_origin(origin: Iterable[str]) -> Label | None:
     return None
 
 
-def iter_messages(paths: Iterable[str | os.PathLike], max_bytes: int) -> Iterator[RawMessage]:
+class _ArchiveTooLarge(Exception):
+    """An archive unpacked more bytes than it may."""
+
+
+class _UnpackBudget:
+    """The bytes one archive may still unpack, shared by the archives nested in it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def spend(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise _ArchiveTooLarge(f"unpacked more than {self.limit} bytes "
+                                  "(SPAMSIFT_MAX_ARCHIVE_BYTES); the rest was not read")
+
+
+class _BudgetedReader(io.RawIOBase):
+    """A stream whose bytes are charged to an archive's unpack budget as they are read."""
+
+    def __init__(self, stream: BinaryIO, budget: _UnpackBudget) -> None:
+        self._stream = stream
+        self._budget = budget
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._stream.read(len(buffer))
+        self._budget.spend(len(data))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def iter_messages(paths: Iterable[str | os.PathLike], max_bytes: int,
+                  max_archive_bytes: int | None = None) -> Iterator[RawMessage]:
+    """Every message under ``paths``; ``max_archive_bytes`` defaults to the setting."""
+    if max_archive_bytes is None:
+        from core.config import get_settings
+
+        max_archive_bytes = get_settings().max_archive_bytes
     for given in paths:
         path = Path(given)
         name = path.name or str(path)
         if path.is_dir():
-            yield from _iter_directory(path, (name,), max_bytes)
+            yield from _iter_directory(path, (name,), max_bytes, max_archive_bytes)
         elif path.is_file():
-            yield from _iter_file(path, (name,), max_bytes)
+            yield from _iter_file(path, (name,), max_bytes, max_archive_bytes)
         else:
             yield RawMessage((str(given),), error="no such file or directory")
 
@@ -103,12 +159,12 @@ def _count_file(path: Path, max_bytes: int) -> int:
         if handle.read(5) != b"From ":
             return 1
         handle.seek(0)
-        return _count_mbox(handle)
+        return _count_mbox(handle, max_bytes)
 
 
-def _count_mbox(handle: BinaryIO) -> int:
+def _count_mbox(handle: BinaryIO, max_bytes: int) -> int:
     count, previous_blank = 0, True
-    for line in handle:
+    for line in _read_lines(handle, max_bytes):
         if previous_blank and line.startswith(b"From "):
             count += 1
         previous_blank = line in (b"\n", b"\r\n")
@@ -126,26 +182,35 @@ def _directory_files(directory: Path) -> list[Path]:
     return found
 
 
-def _iter_directory(directory: Path, origin: tuple[str, ...], max_bytes: int
-                    ) -> Iterator[RawMessage]:
+def _iter_directory(directory: Path, origin: tuple[str, ...], max_bytes: int,
+                    max_archive_bytes: int) -> Iterator[RawMessage]:
     for file in _directory_files(directory):
         relative = file.relative_to(directory).as_posix()
-        yield from _iter_file(file, origin[:-1] + (origin[-1] + "/" + relative,), max_bytes)
+        yield from _iter_file(file, origin[:-1] + (origin[-1] + "/" + relative,), max_bytes,
+                              max_archive_bytes)
 
 
-def _iter_file(path: Path, origin: tuple[str, ...], max_bytes: int) -> Iterator[RawMessage]:
+def _iter_file(path: Path, origin: tuple[str, ...], max_bytes: int, max_archive_bytes: int
+               ) -> Iterator[RawMessage]:
+    budget = _UnpackBudget(max_archive_bytes)
     try:
-        if is_tar_name(path.name):
-            with open(path, "rb") as handle:
-                yield from _iter_tar(handle, origin, max_bytes, depth=1)
-        elif is_zip_name(path.name):
-            with open(path, "rb") as handle:
-                yield from _iter_zip(handle, origin, max_bytes, depth=1)
-        else:
-            with open(path, "rb") as handle:
+        with open(path, "rb") as handle:
+            if is_tar_name(path.name):
+                yield from _iter_tar(handle, origin, max_bytes, budget, depth=1)
+            elif is_zip_name(path.name):
+                yield from _iter_zip(handle, origin, max_bytes, budget, depth=1)
+            else:
                 yield from _iter_stream(handle, origin, path.stat().st_size, max_bytes)
-    except (OSError, tarfile.TarError, zipfile.BadZipFile, EOFError) as exc:
+    except _ArchiveTooLarge as exc:
+        yield RawMessage(origin, error=f"archive over the unpacked size limit: {exc}")
+    except _UNREADABLE as exc:
         yield RawMessage(origin, error=f"unreadable: {exc}")
+
+
+def _read_lines(handle: BinaryIO, max_bytes: int) -> Iterator[bytes]:
+    """The lines of a stream, a line longer than ``max_bytes`` in pieces (its message is
+    over the limit anyway), so one endless line never fills memory."""
+    return iter(lambda: handle.readline(max_bytes + 1), b"")
 
 
 def _iter_stream(handle: BinaryIO, origin: tuple[str, ...], size: int, max_bytes: int
@@ -158,7 +223,8 @@ def _iter_stream(handle: BinaryIO, origin: tuple[str, ...], size: int, max_bytes
     if size > max_bytes:
         head = handle.read(5)
         if head == b"From ":
-            lines = itertools.chain([head + handle.readline()], iter(handle.readline, b""))
+            first = head + handle.readline(max_bytes + 1)
+            lines = itertools.chain([first], _read_lines(handle, max_bytes))
             yield from _iter_mbox(lines, origin, max_bytes)
         else:
             yield RawMessage(origin, error=f"larger than the {max_bytes}-byte limit "
@@ -216,46 +282,59 @@ def _iter_mbox(lines: Iterable[bytes], origin: tuple[str, ...], max_bytes: int
 
 
 def _iter_member(name: str, handle: BinaryIO, size: int, origin: tuple[str, ...],
-                 max_bytes: int, depth: int) -> Iterator[RawMessage]:
+                 max_bytes: int, budget: _UnpackBudget, depth: int) -> Iterator[RawMessage]:
     """A member of an archive: a nested archive, an mbox or a single message."""
     member_origin = origin + (name,)
     if is_tar_name(name) or is_zip_name(name):
         if depth >= MAX_ARCHIVE_DEPTH:
             yield RawMessage(member_origin, error="archive nested too deeply")
         elif is_tar_name(name):
-            yield from _iter_tar(handle, member_origin, max_bytes, depth + 1)
+            yield from _iter_tar(handle, member_origin, max_bytes, budget, depth + 1)
         else:
             # zip needs to seek; a nested zip is read into memory, within the size limit
             if size > max_bytes:
                 yield RawMessage(member_origin, error="nested zip larger than the size limit")
                 return
-            yield from _iter_zip(io.BytesIO(handle.read()), member_origin, max_bytes, depth + 1)
+            yield from _iter_zip(io.BytesIO(handle.read()), member_origin, max_bytes, budget,
+                                 depth + 1)
         return
     yield from _iter_stream(handle, member_origin, size, max_bytes)
 
 
-def _iter_tar(handle: BinaryIO, origin: tuple[str, ...], max_bytes: int, depth: int
-              ) -> Iterator[RawMessage]:
-    with tarfile.open(fileobj=handle, mode="r|*") as archive:
+def _iter_tar(handle: BinaryIO, origin: tuple[str, ...], max_bytes: int,
+              budget: _UnpackBudget, depth: int) -> Iterator[RawMessage]:
+    with tarfile.open(fileobj=_unpacked(handle, budget), mode="r|") as archive:
         for member in archive:
             if not member.isfile() or _is_hidden(member.name):
                 continue
             extracted = archive.extractfile(member)
             if extracted is None:
                 continue
-            yield from _iter_member(member.name, extracted, member.size, origin, max_bytes, depth)
+            yield from _iter_member(member.name, extracted, member.size, origin, max_bytes,
+                                    budget, depth)
 
 
-def _iter_zip(handle: BinaryIO, origin: tuple[str, ...], max_bytes: int, depth: int
-              ) -> Iterator[RawMessage]:
+def _unpacked(handle: BinaryIO, budget: _UnpackBudget) -> BinaryIO:
+    """A tar stream as tarfile should read it: decompressed a buffer at a time, and its
+    decompressed bytes charged to the budget (a plain tar is read as it is)."""
+    head = handle.peek(6)[:6]
+    for magic, reader in _DECOMPRESSORS:
+        if head.startswith(magic):
+            return io.BufferedReader(_BudgetedReader(reader(handle), budget))
+    return handle
+
+
+def _iter_zip(handle: BinaryIO, origin: tuple[str, ...], max_bytes: int,
+              budget: _UnpackBudget, depth: int) -> Iterator[RawMessage]:
     with zipfile.ZipFile(handle) as archive:
         for info in sorted(archive.infolist(), key=lambda i: i.filename):
             if info.is_dir() or _is_hidden(info.filename):
                 continue
             try:
                 with archive.open(info) as member:
-                    yield from _iter_member(info.filename, member, info.file_size, origin,
-                                            max_bytes, depth)
+                    unpacked = io.BufferedReader(_BudgetedReader(member, budget))
+                    yield from _iter_member(info.filename, unpacked, info.file_size, origin,
+                                            max_bytes, budget, depth)
             except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
                 yield RawMessage(origin + (info.filename,), error=f"unreadable: {exc}")
 

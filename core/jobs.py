@@ -27,14 +27,16 @@ def create_job(session: Session, kind: str, total: int | None = None, params: di
 
 
 def advance_job(session: Session, job_id: int, done: int) -> None:
-    """Add ``done`` units of progress; the job succeeds when it reaches its total."""
+    """Add ``done`` units of progress; the job succeeds when it reaches its total, unless
+    part of it failed."""
     reached = (Job.total.is_not(None)) & (Job.done + done >= Job.total)
+    succeeded = reached & (Job.state != JobState.FAILED)
     session.execute(
         update(Job)
         .where(Job.id == job_id)
         .values(
             done=Job.done + done,
-            state=case((reached, JobState.SUCCEEDED), else_=Job.state),
+            state=case((succeeded, JobState.SUCCEEDED), else_=Job.state),
             finished_at=case((reached, func.now()), else_=Job.finished_at),
         )
     )

@@ -10,13 +10,14 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from celery import Celery, Task
+from celery import Celery
 from kombu import Queue
 from sqlalchemy.orm import Session
 
 from core import services
 from core.config import get_settings
 from core.db import after_commit, session_scope
+from workers.guard import GuardedTask
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,29 @@ TASK_ROUTES = {
 }
 
 
+def queue_time_limits(settings) -> dict[str, int]:
+    """The hard time limit of each queue's tasks, in seconds."""
+    return {REALTIME: settings.realtime_time_limit, BULK: settings.bulk_time_limit,
+            TRAINING: settings.training_time_limit}
+
+
+class QueueTimeLimits:
+    """Celery task annotation: each task gets its queue's hard time limit, and a soft one up
+    to a minute earlier so it can record why it stopped (tasks not routed run on bulk).
+    Time limits need the prefork pool (the default)."""
+
+    def __init__(self, limits: dict[str, int]) -> None:
+        self.limits = limits
+
+    def annotate(self, task) -> dict:
+        hard = self.limits[TASK_ROUTES.get(task.name, {}).get("queue", BULK)]
+        return {"time_limit": hard, "soft_time_limit": hard - min(60, max(1, hard // 10))}
+
+
 def _celery_config() -> dict:
     settings = get_settings()
     broker = services.broker_url(settings)
+    limits = queue_time_limits(settings)
     return {
         "broker_url": broker,
         # Results only for the few tasks a caller waits on (query embeddings).
@@ -63,14 +84,17 @@ def _celery_config() -> dict:
         "task_queues": [Queue(name) for name in QUEUES],
         "task_default_queue": BULK,
         "task_routes": TASK_ROUTES,
+        # A task whose worker dies goes back to its queue; GuardedTask gives up on it after
+        # SPAMSIFT_MAX_TASK_DELIVERIES deliveries.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        "task_annotations": QueueTimeLimits(limits),
         "worker_prefetch_multiplier": 1,
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
         # acks_late re-delivers unacknowledged tasks after this long: longer than any task.
-        "broker_transport_options": {"visibility_timeout": 6 * 3600},
+        "broker_transport_options": {"visibility_timeout": max(limits.values()) + 3600},
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
@@ -85,14 +109,14 @@ def _beat_schedule(reconcile_after_seconds: int) -> dict:
     return beat_schedule(reconcile_after_seconds)
 
 
-celery_app = Celery("spamsift", include=["workers.ingest", "workers.embed", "workers.classify",
-                                         "workers.train", "workers.importing",
-                                         "workers.callback", "workers.search",
-                                         "workers.maintenance"])
+celery_app = Celery("spamsift", task_cls=GuardedTask,
+                    include=["workers.ingest", "workers.embed", "workers.classify",
+                             "workers.train", "workers.importing", "workers.callback",
+                             "workers.search", "workers.maintenance"])
 celery_app.add_defaults(_celery_config)  # a callable: evaluated when first needed
 
 
-class DbTask(Task):
+class DbTask(GuardedTask):
     """A task that owns a database session: committed when the task returns, rolled back
     when it raises. Tasks reach it as ``self.session``."""
 
@@ -105,11 +129,11 @@ class DbTask(Task):
             raise RuntimeError("the task's session is only available while it runs")
         return session
 
-    def __call__(self, *args, **kwargs):
+    def call_in_context(self, *args, **kwargs):
         with session_scope() as session:
             self._local.session = session
             try:
-                return super().__call__(*args, **kwargs)
+                return super().call_in_context(*args, **kwargs)
             finally:
                 self._local.session = None
 
@@ -121,8 +145,11 @@ class BrokerUnavailable(RuntimeError):
 def send(name: str, args: Sequence = (), kwargs: dict | None = None) -> None:
     """Enqueue a task by name on its queue; raises ``BrokerUnavailable`` if the broker is down."""
     try:
+        # No time limits in the message: the worker that runs it applies its queue's own
+        # (Celery would stamp the sender's, where the task is registered).
         celery_app.send_task(
             name, args=list(args), kwargs=kwargs or {}, queue=TASK_ROUTES[name]["queue"],
+            time_limit=None, soft_time_limit=None,
             retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
                                       "interval_step": 0.5},
         )

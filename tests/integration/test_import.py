@@ -8,7 +8,7 @@ import tarfile
 import time
 
 from click.testing import CliRunner
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from cli.main import cli
 from core.db import session_scope
@@ -123,3 +123,29 @@ def test_broker_down_still_stores_then_reconciler_recovers(committed, celery_wor
         return statuses.count(EmailStatus.EMBEDDED) == 3
 
     wait_for(embedded_count, timeout=60)
+
+
+def test_an_archive_over_the_unpack_limit_stops_and_keeps_what_came_before(
+        committed, settings, tmp_path):
+    settings(MAX_ARCHIVE_BYTES=64 * 1024)
+    members = [("spam/1.eml", FIXTURES / "mail" / "plain.eml"),
+               ("spam/2.eml", FIXTURES / "mail" / "html_only.eml"),
+               ("spam/bomb", None), ("spam/3.eml", FIXTURES / "mail" / "rfc2047_headers.eml")]
+    archive = tmp_path / "spam.tar.bz2"
+    with tarfile.open(archive, "w:bz2") as packed:
+        for name, source in members:
+            data = source.read_bytes() if source else b"a" * (1024 * 1024)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            packed.addfile(info, io.BytesIO(data))
+    assert archive.stat().st_size < 10_000
+
+    result = CliRunner().invoke(cli, ["import", str(archive), "--label-from-path"])
+    assert result.exit_code == 0, result.output
+    assert "imported 2 (spam 2), duplicates 0, failed 1" in result.output
+    assert "failed (1): archive over the unpacked size limit" in result.output
+    with session_scope() as session:
+        assert session.scalar(select(func.count(Email.id))) == 2
+        job = session.scalars(select(Job).where(Job.kind == "import")).one()
+        assert job.state == JobState.SUCCEEDED
+        assert job.result["failed"] == 1 and job.result["imported"] == 2

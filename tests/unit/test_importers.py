@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import tarfile
 import zipfile
 from pathlib import Path
@@ -152,3 +153,90 @@ def test_corpus_download_check_catches_a_changed_message(tmp_path):
              f"spam/00002.{hashlib.md5(changed).hexdigest()}": changed + b"tampered"}
     archive = write_tar(tmp_path / "spam.tar.bz2", names, "w:bz2")
     assert md5_mismatches(archive, LIMIT) == [f"spam.tar.bz2/{list(names)[1]}"]
+
+
+def peak_memory_while(work) -> tuple[object, int]:
+    """The result of ``work()`` and the most memory Python held at once while it ran."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = work()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_mbox_with_a_huge_line_is_read_in_bounded_memory(tmp_path):
+    # One 40 MiB line without a newline: read whole, it would sit in memory at once.
+    path = tmp_path / "huge.mbox"
+    with open(path, "wb") as handle:
+        handle.write(b"From a@example.com Mon Jan  1 00:00:00 2024\nSubject: x\n\n")
+        for _ in range(40):
+            handle.write(b"x" * (1024 * 1024))
+    found, peak = peak_memory_while(lambda: read([path]))
+    assert [m.error for m in found] == [f"larger than the {LIMIT}-byte limit"]
+    assert peak < 4 * 1024 * 1024
+    count, peak = peak_memory_while(lambda: count_messages([path], LIMIT))
+    assert count == 1 and peak < 4 * 1024 * 1024
+
+
+MEMBER_BYTES = 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize("mode", ["w:bz2", "w:gz", "w:xz"])
+def test_a_highly_compressed_member_is_skipped_in_linear_work(tmp_path, mode):
+    """A 32 MiB member of one repeated byte packs into a few hundred bytes. Python's tarfile
+    decompresses such a member into one buffer and copies the rest of it on every 10 KiB
+    read: quadratic time (21 s for bz2) and the whole member in memory."""
+    archive = write_tar(tmp_path / "bomb.tar", {"spam/big": b"a" * MEMBER_BYTES,
+                                                "spam/after": message(1)}, mode)
+    found, peak = peak_memory_while(lambda: read([archive]))
+    assert [(m.origin[-1], m.data, bool(m.error)) for m in found] == [
+        ("spam/big", None, True), ("spam/after", message(1), False)]
+    assert peak < 12 * 1024 * 1024  # xz's decoder alone holds an 8 MiB dictionary
+    # Linear work: reading the archive costs about the CPU time of decompressing it (the
+    # quadratic reads cost 13 times as much for gz, 60 times for bz2 and xz).
+    import bz2
+    import gzip
+    import lzma
+
+    unpack = {"w:bz2": bz2.decompress, "w:gz": gzip.decompress, "w:xz": lzma.decompress}[mode]
+    packed = archive.read_bytes()
+    started = time.process_time()
+    for _ in range(3):
+        unpack(packed)
+    decompress_seconds = (time.process_time() - started) / 3
+    started = time.process_time()
+    read([archive])
+    assert time.process_time() - started < 5 * decompress_seconds + 0.5
+
+
+def test_total_unpacked_bytes_per_archive_are_bounded(tmp_path):
+    members = {"spam/1": message(1), "spam/2": message(2),
+               "spam/big": b"a" * (3 * LIMIT), "spam/3": message(3)}
+    archive = write_tar(tmp_path / "bomb.tar.bz2", members, "w:bz2")
+    (tmp_path / "next.eml").write_bytes(message(4))
+    found = list(iter_messages([archive, tmp_path / "next.eml"], LIMIT,
+                               max_archive_bytes=2 * LIMIT))
+    # The messages before the limit are kept; the rest of the archive is not read.
+    assert [m.data for m in found if m.data] == [message(1), message(2), message(4)]
+    [stopped] = [m for m in found if m.error]
+    assert stopped.origin == ("bomb.tar.bz2",)
+    assert stopped.error.startswith("archive over the unpacked size limit:")
+    assert f"{2 * LIMIT}" in stopped.error
+
+
+def test_nested_archives_share_their_outer_archive_budget(tmp_path):
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w:bz2") as archive:
+        for n in range(10):
+            data = message(n, body="y" * 4000)
+            info = tarfile.TarInfo(f"ham/{n}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    (tmp_path / "outer.zip").write_bytes(zip_bytes({"inner.tar.bz2": inner.getvalue()}))
+    found = list(iter_messages([tmp_path / "outer.zip"], LIMIT, max_archive_bytes=20_000))
+    kept = [m for m in found if m.data]
+    assert 0 < len(kept) < 10
+    assert found[-1].origin == ("outer.zip",) and "unpacked size limit" in found[-1].error
