@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.providers import WEBHOOK_SETTINGS
+
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/spamsift_test"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"
 
@@ -28,27 +30,6 @@ os.environ["SPAMSIFT_SECRET_KEY"] = secrets.token_urlsafe(48)
 os.environ.pop("SPAMSIFT_DEVELOPMENT", None)
 
 
-def _sendgrid_test_key():
-    """A P-256 key pair made for this run: tests sign like SendGrid, the app verifies."""
-    import base64
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    return key, base64.b64encode(public).decode()
-
-
-SENDGRID_PRIVATE_KEY, _sendgrid_public = _sendgrid_test_key()
-WEBHOOK_SETTINGS = {
-    "SPAMSIFT_MAILGUN_SIGNING_KEY": "key-test-mailgun-signing",
-    "SPAMSIFT_SENDGRID_PUBLIC_KEY": _sendgrid_public,
-    "SPAMSIFT_SENDGRID_SECRET": "sendgrid-url-secret",
-    "SPAMSIFT_POSTMARK_USERNAME": "postmark",
-    "SPAMSIFT_POSTMARK_PASSWORD": "postmark-test-password",
-}
 os.environ.update(WEBHOOK_SETTINGS)
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -26,8 +26,27 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.mail import decode_bytes
-from tests.conftest import SENDGRID_PRIVATE_KEY, WEBHOOK_SETTINGS
 
+
+def _sendgrid_key_pair():
+    """A P-256 key pair made for this run: tests sign like SendGrid, the app verifies."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key, base64.b64encode(public).decode()
+
+
+SENDGRID_PRIVATE_KEY, _sendgrid_public_key = _sendgrid_key_pair()
+# The providers' credentials, as the app is given them (tests/conftest.py, the benchmarks).
+WEBHOOK_SETTINGS = {
+    "SPAMSIFT_MAILGUN_SIGNING_KEY": "key-test-mailgun-signing",
+    "SPAMSIFT_SENDGRID_PUBLIC_KEY": _sendgrid_public_key,
+    "SPAMSIFT_SENDGRID_SECRET": "sendgrid-url-secret",
+    "SPAMSIFT_POSTMARK_USERNAME": "postmark",
+    "SPAMSIFT_POSTMARK_PASSWORD": "postmark-test-password",
+}
 MAILGUN_KEY = WEBHOOK_SETTINGS["SPAMSIFT_MAILGUN_SIGNING_KEY"]
 POSTMARK_AUTH = ("postmark", WEBHOOK_SETTINGS["SPAMSIFT_POSTMARK_PASSWORD"])
 
@@ -239,3 +258,49 @@ def rebuilt_fields(raw: bytes):
             _text_of(html) if html is not None else None,
             [Attachment(filename, content_type, data, cid)
              for filename, content_type, data, cid in attachments])
+
+
+# --- one delivery, ready to post --------------------------------------------------------
+
+
+FORMATS = ("raw", "mailgun", "mailgun-mime", "sendgrid", "sendgrid-raw", "postmark")
+
+
+def delivery(fmt: str, raw: bytes, token: str | None = None, signed_at: str | None = None
+             ) -> tuple[str, bytes, dict[str, str]]:
+    """(path, body, headers) of ``raw`` posted in one provider format; ``token`` is the API
+    token of the raw format, ``signed_at`` the time a SendGrid post is signed at."""
+    if fmt == "raw":
+        return "/webhooks/raw", raw, {"Authorization": f"Bearer {token}",
+                                      "Content-Type": "message/rfc822"}
+    if fmt in ("mailgun", "mailgun-mime"):
+        body, content_type = (mailgun_parsed if fmt == "mailgun" else mailgun_mime)(raw)
+        path = "/webhooks/mailgun" if fmt == "mailgun" else "/webhooks/mailgun/mime"
+        return path, body, {"Content-Type": content_type}
+    if fmt in ("sendgrid", "sendgrid-raw"):
+        body, content_type = (sendgrid_parsed if fmt == "sendgrid" else sendgrid_raw)(raw)
+        return "/webhooks/sendgrid", body, {"Content-Type": content_type,
+                                            **sendgrid_signed(body, signed_at)}
+    if fmt == "postmark":
+        credentials = base64.b64encode(":".join(POSTMARK_AUTH).encode()).decode()
+        return "/webhooks/postmark", json.dumps(postmark_json(raw)).encode(), {
+            "Content-Type": "application/json", "Authorization": f"Basic {credentials}"}
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def message_with_attachment(size: int, marker: str = "quarterly report") -> bytes:
+    """A plain message with a PDF attachment, ``size`` bytes in all (give or take a line)."""
+    import os
+
+    head = (f"From: Carol <carol@example.com>\r\nTo: team@example.org\r\n"
+            f"Subject: The {marker}\r\nMessage-ID: <{marker.replace(' ', '-')}@example.com>\r\n"
+            "Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+            f"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHere is the {marker}.\r\n"
+            "--b1\r\nContent-Type: application/pdf\r\n"
+            'Content-Disposition: attachment; filename="report.pdf"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n").encode()
+    tail = b"\r\n--b1--\r\n"
+    raw_size = (size - len(head) - len(tail)) * 57 // 78
+    data = base64.encodebytes(os.urandom(raw_size)).replace(b"\n", b"\r\n")
+    return head + data + tail

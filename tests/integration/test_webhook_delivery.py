@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import os
 import time
 
 import pytest
@@ -20,9 +19,9 @@ from core.db import session_scope
 from core.mail import parse_email
 from core.models import Email
 from tests.corpus import all_corpus_messages, corpus_message, needs_corpus
-from tests.providers import (POSTMARK_AUTH, mailgun_mime, mailgun_parsed, mailgun_signature,
-                             multipart, postmark_json, rebuilt_fields, sendgrid_parsed,
-                             sendgrid_raw, sendgrid_signed)
+from tests.providers import (FORMATS, POSTMARK_AUTH, delivery, mailgun_mime, mailgun_parsed,
+                             mailgun_signature, message_with_attachment, multipart,
+                             postmark_json, rebuilt_fields, sendgrid_raw, sendgrid_signed)
 from tests.servers import spamsift_web
 from web import create_app
 
@@ -31,49 +30,16 @@ _attempts = itertools.count()
 
 
 def post(client, fmt: str, raw: bytes, token: str | None = None, query: str = ""):
-    """Post ``raw`` in one provider format; the response."""
-    if fmt == "raw":
-        return client.post("/webhooks/raw" + query, data=raw, content_type="message/rfc822",
-                           headers={"Authorization": f"Bearer {token}"})
-    if fmt == "mailgun":
-        body, content_type = mailgun_parsed(raw)
-        return client.post("/webhooks/mailgun" + query, data=body, content_type=content_type)
-    if fmt == "mailgun-mime":
-        body, content_type = mailgun_mime(raw)
-        return client.post("/webhooks/mailgun/mime" + query, data=body,
-                           content_type=content_type)
-    if fmt in ("sendgrid", "sendgrid-raw"):
-        body, content_type = (sendgrid_parsed if fmt == "sendgrid" else sendgrid_raw)(raw)
-        # Each post is a new delivery attempt, signed at its own time.
-        signed_at = str(int(time.time()) - next(_attempts) % 200)
-        return client.post("/webhooks/sendgrid" + query, data=body, content_type=content_type,
-                           headers=sendgrid_signed(body, signed_at))
-    if fmt == "postmark":
-        return client.post("/webhooks/postmark" + query, json=postmark_json(raw),
-                           auth=POSTMARK_AUTH)
-    raise ValueError(fmt)
+    """Post ``raw`` in one provider format; the response. Each post is a new delivery
+    attempt, so a SendGrid post is signed at its own time."""
+    signed_at = str(int(time.time()) - next(_attempts) % 200)
+    path, body, headers = delivery(fmt, raw, token, signed_at)
+    return client.post(path + query, data=body, headers=headers)
 
 
-FORMATS = ("raw", "mailgun", "mailgun-mime", "sendgrid", "sendgrid-raw", "postmark")
 REBUILT = ("mailgun", "sendgrid", "postmark")
 REJECT = {"raw": 413, "mailgun": 406, "mailgun-mime": 406, "sendgrid": 413,
           "sendgrid-raw": 413, "postmark": 403}
-
-
-def message_with_attachment(size: int, marker: str = "quarterly report") -> bytes:
-    """A plain message with a PDF attachment, ``size`` bytes in all (give or take a line)."""
-    head = (f"From: Carol <carol@example.com>\r\nTo: team@example.org\r\n"
-            f"Subject: The {marker}\r\nMessage-ID: <{marker.replace(' ', '-')}@example.com>\r\n"
-            "Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
-            'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
-            f"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHere is the {marker}.\r\n"
-            "--b1\r\nContent-Type: application/pdf\r\n"
-            'Content-Disposition: attachment; filename="report.pdf"\r\n'
-            "Content-Transfer-Encoding: base64\r\n\r\n").encode()
-    tail = b"\r\n--b1--\r\n"
-    raw_size = (size - len(head) - len(tail)) * 57 // 78
-    data = base64.encodebytes(os.urandom(raw_size)).replace(b"\n", b"\r\n")
-    return head + data + tail
 
 
 def count_emails() -> int:
