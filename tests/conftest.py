@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,24 @@ os.environ.update(WEBHOOK_SETTINGS)
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO_ROOT = Path(__file__).parent.parent
 CORPUS_DIR = REPO_ROOT.parent / "shared" / "data" / "spamassassin"
+
+
+@contextmanager
+def scratch_database(name: str):
+    """A new, empty database ``name`` beside the test database, for migration tests:
+    yields (url, engine); the engine is disposed after."""
+    from sqlalchemy.engine import make_url
+
+    from core import migrate
+    from core.db import get_engine
+
+    url = make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+    migrate.recreate_database(url)
+    engine = get_engine(url)
+    try:
+        yield url, engine
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

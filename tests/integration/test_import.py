@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import shutil
 import tarfile
-import time
 
 from click.testing import CliRunner
 from sqlalchemy import func, select, text
@@ -14,16 +13,7 @@ from cli.main import cli
 from core.db import session_scope
 from core.models import Email, EmailStatus, Job, JobState, Label
 from tests.conftest import FIXTURES
-
-
-def wait_for(predicate, timeout=30.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+from tests.waiting import wait_for
 
 
 def make_mailbox(tmp_path):

@@ -5,12 +5,10 @@ from __future__ import annotations
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 
 from core import migrate
-from core.db import get_engine
 from core.models import Chunk, Email
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import TEST_DATABASE_URL, scratch_database
 
 
 def test_exactly_one_alembic_head():
@@ -23,11 +21,7 @@ def test_models_and_migrations_do_not_drift(engine):
 
 
 def test_upgrade_downgrade_upgrade_on_a_real_database():
-    url = make_url(TEST_DATABASE_URL).set(database="spamsift_test_migrations")
-    url = url.render_as_string(hide_password=False)
-    migrate.recreate_database(url)
-    engine = get_engine(url)
-    try:
+    with scratch_database("spamsift_test_migrations") as (url, engine):
         migrate.upgrade(url)
         assert "emails" in inspect(engine).get_table_names()
         migrate.downgrade(url, "base")
@@ -38,8 +32,6 @@ def test_upgrade_downgrade_upgrade_on_a_real_database():
             assert enums.all() == []
         migrate.upgrade(url)
         assert "chunks" in inspect(engine).get_table_names()
-    finally:
-        engine.dispose()
 
 
 def test_indexes_for_search(db):

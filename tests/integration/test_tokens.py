@@ -7,14 +7,13 @@ import json
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, text, update
-from sqlalchemy.engine import make_url
 
 from cli.main import cli
 from core import migrate
 from core.auth import AuthError, create_api_token, create_user
-from core.db import get_engine, session_scope
+from core.db import session_scope
 from core.models import ApiToken, Email, Role, User
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import scratch_database
 from web import create_app
 
 RAW = b"From: a@example.com\r\nSubject: scoped\r\nMessage-ID: <scoped@example.com>\r\n\r\nhi\r\n"
@@ -208,11 +207,7 @@ def test_users_disable_stops_their_tokens_and_passwd_changes_the_password(app, u
 
 
 def test_migration_gives_existing_tokens_the_scopes_of_todays_behaviour():
-    url = make_url(TEST_DATABASE_URL).set(database="spamsift_test_token_migration")
-    url = url.render_as_string(hide_password=False)
-    migrate.recreate_database(url)
-    engine = get_engine(url)
-    try:
+    with scratch_database("spamsift_test_token_migration") as (url, engine):
         migrate.upgrade(url, "0001")
         with engine.begin() as connection:
             connection.execute(text(
@@ -228,5 +223,3 @@ def test_migration_gives_existing_tokens_the_scopes_of_todays_behaviour():
                 "SELECT name, scopes, expires_at, revoked_at FROM api_tokens ORDER BY name"))
             assert [tuple(row) for row in rows] == [("a", ["admin"], None, None),
                                                     ("v", ["read"], None, None)]
-    finally:
-        engine.dispose()

@@ -23,7 +23,7 @@ from cli.main import cli
 from core.db import session_scope
 from core.intake import Incoming, store_emails
 from core.models import Email, EmailStatus, Job, JobState, Label, Prediction
-from tests.conftest import FIXTURES, TEST_DATABASE_URL
+from tests.conftest import FIXTURES, scratch_database
 from tests.integration.test_classification import LABELED, as_eml, labeled_mail  # noqa: F401
 from tests.integration.test_import import wait_for
 from workers.app import CLASSIFY_EMAIL, EMBED_EMAILS, IMPORT_UPLOAD, PARSE_EMAILS, RECONCILE, send
@@ -325,18 +325,12 @@ def test_mail_recovered_by_the_reconciler_gets_one_callback_and_imports_none(
 
 def test_unique_predictions_migration_keeps_the_newest_duplicate():
     from alembic.script import ScriptDirectory
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import IntegrityError
 
     from core import migrate
-    from core.db import get_engine
 
-    url = make_url(TEST_DATABASE_URL)
-    url = url.set(database=f"{url.database}_dedupe").render_as_string(hide_password=False)
     before = ScriptDirectory.from_config(migrate.alembic_config()).get_revision("0003")
-    migrate.recreate_database(url)
-    engine = get_engine(url)
-    try:
+    with scratch_database("spamsift_test_dedupe") as (url, engine):
         migrate.upgrade(url, before.down_revision)
         with engine.begin() as connection:
             connection.execute(text(
@@ -360,6 +354,4 @@ def test_unique_predictions_migration_keeps_the_newest_duplicate():
                 "INSERT INTO predictions (email_id, model_id, p_spam, verdict, thresholds,"
                 " evidence, latency_ms) VALUES (1, 2, 0.5, 'unsure', '{}', '{}', 1)"))
         migrate.downgrade(url, before.down_revision)
-    finally:
-        engine.dispose()
 

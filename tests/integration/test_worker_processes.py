@@ -23,20 +23,9 @@ from core.jobs import create_job
 from core.models import Email, EmailStatus, Job, JobState
 from tests.conftest import REPO_ROOT
 from tests.integration import worker_tasks as tasks
+from tests.waiting import wait_for
 from workers.app import BULK, CLASSIFY_EMAIL, QUEUES, REALTIME, celery_app
 from workers.app import send as workers_send
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.2, log_path=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    log = log_path.read_text(errors="replace")[-4000:] if log_path else ""
-    raise AssertionError("condition not met in time" + (f"; the worker's log:\n{log}"
-                                                        if log else ""))
 
 
 def start_worker(argv: list[str], log_path, pythonpath: tuple = (), **settings
