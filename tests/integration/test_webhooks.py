@@ -187,10 +187,11 @@ def test_sendgrid_raw_email_field_and_forged_signature(client, mail_fixture):
     body, content_type = multipart([("email", raw, {}), ("to", b"inbox@parse.example.com", {}),
                                     ("charsets", b'{"to":"UTF-8"}', {})])
     forged = sendgrid_signed(body + b"tampered")
+    # 503, not 401: SendGrid drops the mail on any 4xx, so a rotated key would lose it.
     bad = client.post("/webhooks/sendgrid", data=body, content_type=content_type, headers=forged)
-    assert bad.status_code == 401
+    assert bad.status_code == 503
     unsigned = client.post("/webhooks/sendgrid", data=body, content_type=content_type)
-    assert unsigned.status_code == 401
+    assert unsigned.status_code == 503
     assert email_count() == 0
     signed = sendgrid_signed(body)
     good = client.post("/webhooks/sendgrid", data=body, content_type=content_type, headers=signed)
@@ -198,7 +199,7 @@ def test_sendgrid_raw_email_field_and_forged_signature(client, mail_fixture):
     assert stored(good.get_json()["id"]).raw == raw
     replay = client.post("/webhooks/sendgrid", data=body, content_type=content_type,
                          headers=signed)
-    assert replay.status_code == 401 and "replay" in replay.get_json()["error"]
+    assert replay.status_code == 503 and "replay" in replay.get_json()["error"]
 
 
 def test_sendgrid_secret_in_the_url_when_signing_is_off(client, settings, mail_fixture):
@@ -206,7 +207,7 @@ def test_sendgrid_secret_in_the_url_when_signing_is_off(client, settings, mail_f
     unsigned_client = create_app().test_client()
     body, content_type = multipart([("email", mail_fixture("plain.eml"), {})])
     wrong = unsigned_client.post("/webhooks/sendgrid/guess", data=body, content_type=content_type)
-    assert wrong.status_code == 401
+    assert wrong.status_code == 503
     right = unsigned_client.post("/webhooks/sendgrid/sendgrid-url-secret", data=body,
                                  content_type=content_type)
     assert right.status_code == 200

@@ -25,14 +25,16 @@ class Codes:
 
     accepted: int  # stored; the verdict comes later
     reject: int  # bad input that a retry cannot fix (too large, unreadable): stop retrying
-    unauthorized: int  # a forged or unsigned request: retried, so a rotated key loses nothing
+    unauthorized: int  # a forged, unsigned or replayed request: an answer the provider
+    # retries, so a rotated key or a lost replay claim loses no mail
 
 
 RAW = Codes(accepted=202, reject=413, unauthorized=401)
 # Mailgun retries everything but 200 and 406 for 8 hours, then drops the mail.
 MAILGUN = Codes(accepted=200, reject=406, unauthorized=401)
-# SendGrid retries 5xx answers only (for 3 days); any 4xx ends it.
-SENDGRID = Codes(accepted=200, reject=413, unauthorized=401)
+# SendGrid retries 5xx answers only (for 3 days); any 4xx ends it, so a signature that does
+# not verify (a rotated key, a clock drift) is answered 503 to keep the mail coming.
+SENDGRID = Codes(accepted=200, reject=413, unauthorized=503)
 # Postmark retries everything but 200 and 403 (ten times in about 10 hours).
 POSTMARK = Codes(accepted=200, reject=403, unauthorized=401)
 
