@@ -12,8 +12,9 @@ from cli.main import cli
 from core import migrate
 from core.auth import AuthError, create_api_token, create_user
 from core.db import session_scope
-from core.models import ApiToken, Email, Role, User
+from core.models import ApiToken, Role, User
 from tests.conftest import scratch_database
+from tests.rows import email_count
 from web import create_app
 
 RAW = b"From: a@example.com\r\nSubject: scoped\r\nMessage-ID: <scoped@example.com>\r\n\r\nhi\r\n"
@@ -60,11 +61,6 @@ def new_token(user: str, scope: str, *extra: str) -> str:
 def post_raw(client, token: str):
     return client.post("/webhooks/raw", data=RAW, content_type="message/rfc822",
                        headers=bearer(token))
-
-
-def email_count() -> int:
-    with session_scope() as session:
-        return len(session.scalars(select(Email.id)).all())
 
 
 def test_an_ingest_token_delivers_mail_and_reads_nothing(app, users):

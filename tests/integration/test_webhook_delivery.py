@@ -12,16 +12,14 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric.utils import (decode_dss_signature,
                                                              encode_dss_signature)
-from sqlalchemy import func, select
 
 from core.compose import compose_message
-from core.db import session_scope
 from core.mail import parse_email
-from core.models import Email
 from tests.corpus import all_corpus_messages, corpus_message, needs_corpus
 from tests.providers import (FORMATS, POSTMARK_AUTH, delivery, mailgun_mime, mailgun_parsed,
                              mailgun_signature, message_with_attachment, multipart,
                              postmark_json, rebuilt_fields, sendgrid_raw, sendgrid_signed)
+from tests.rows import email_count, stored_email
 from tests.servers import spamsift_web
 from web import create_app
 
@@ -40,16 +38,6 @@ def post(client, fmt: str, raw: bytes, token: str | None = None, query: str = ""
 REBUILT = ("mailgun", "sendgrid", "postmark")
 REJECT = {"raw": 413, "mailgun": 406, "mailgun-mime": 406, "sendgrid": 413,
           "sendgrid-raw": 413, "postmark": 403}
-
-
-def count_emails() -> int:
-    with session_scope() as session:
-        return session.scalar(select(func.count()).select_from(Email))
-
-
-def stored_email(email_id: int) -> Email:
-    with session_scope() as session:
-        return session.get(Email, email_id)
 
 
 # --- sizes ---------------------------------------------------------------------------------
@@ -79,7 +67,7 @@ def test_too_large_messages_get_the_status_that_stops_retries(committed, broker,
             response = post(client, fmt, raw, api_token)
             assert response.status_code == REJECT[fmt], (fmt, size, response.status_code)
             assert "limit" in response.get_json()["error"]
-    assert count_emails() == 0
+    assert email_count() == 0
 
 
 # --- exact bytes, and what the corpus shows ------------------------------------------------
@@ -106,7 +94,7 @@ def test_rebuilt_formats_take_corpus_messages_that_broke_them(client, fmt):
         response = post(client, fmt, corpus_message(name))
         assert response.status_code == 200, (name, response.get_json())
         assert response.get_json()["duplicate"] is False
-    assert count_emails() == 6
+    assert email_count() == 6
 
 
 @needs_corpus
@@ -175,7 +163,7 @@ def test_a_retry_whose_rebuilt_headers_differ_is_still_a_retry(client):
     first = client.post("/webhooks/postmark", json=first_payload, auth=POSTMARK_AUTH)
     retry = client.post("/webhooks/postmark", json=retry_payload, auth=POSTMARK_AUTH)
     assert retry.get_json() == {**first.get_json(), "duplicate": True}
-    assert count_emails() == 1
+    assert email_count() == 1
 
 
 # --- replay claims -------------------------------------------------------------------------
@@ -187,7 +175,7 @@ def test_mailgun_claim_fails_closed_without_redis(committed, broker, settings):
     body, content_type = mailgun_mime(b"Subject: hi\r\n\r\nhello\r\n")
     response = client.post("/webhooks/mailgun/mime", data=body, content_type=content_type)
     assert response.status_code == 503  # Mailgun retries; nothing unverifiable is stored
-    assert count_emails() == 0
+    assert email_count() == 0
 
 
 def test_mailgun_claim_is_given_back_when_the_email_is_not_stored(committed, broker, settings):

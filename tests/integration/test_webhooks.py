@@ -12,24 +12,14 @@ import sys
 import time
 
 import pytest
-from sqlalchemy import func, select
 
 from core.db import session_scope
 from core.mail import parse_email
-from core.models import Email, EmailStatus
+from core.models import EmailStatus
 from tests.conftest import FIXTURES
 from tests.providers import POSTMARK_AUTH, mailgun_signature, multipart, sendgrid_signed
+from tests.rows import email_count, stored_email
 from web import create_app
-
-
-def email_count() -> int:
-    with session_scope() as session:
-        return session.scalar(select(func.count()).select_from(Email))
-
-
-def stored(email_id: int) -> Email:
-    with session_scope() as session:
-        return session.get(Email, email_id)
 
 
 def mailgun_form(**overrides) -> dict:
@@ -59,7 +49,7 @@ def test_raw_mime_with_bearer_token(client, api_token, mail_fixture):
     assert first.status_code == 202
     body = first.get_json()
     assert body["duplicate"] is False and body["status_url"] == f"/api/emails/{body['id']}"
-    assert stored(body["id"]).raw == raw  # kept byte for byte
+    assert stored_email(body["id"]).raw == raw  # kept byte for byte
     again = client.post("/webhooks/raw", data=raw, content_type="message/rfc822", headers=auth)
     assert again.status_code == 202
     assert again.get_json() == {**body, "duplicate": True}
@@ -101,7 +91,7 @@ def test_mailgun_parsed_route(client):
     form["attachment-1"] = (io.BytesIO(b"%PDF-1.4 test"), "invoice.pdf", "application/pdf")
     response = client.post("/webhooks/mailgun", data=form, content_type="multipart/form-data")
     assert response.status_code == 200, response.get_json()
-    email = stored(response.get_json()["id"])
+    email = stored_email(response.get_json()["id"])
     assert email.source == "webhook:mailgun"
     assert email.message_id == "<517ACC75.5010709@example.com>"
     parsed = parse_email(email.raw)
@@ -126,7 +116,7 @@ def test_mailgun_raw_mime_route(client, mail_fixture):
                            data={**mailgun_signature(), "recipient": "alice@example.org",
                                  "body-mime": raw.decode("utf-8")})
     assert response.status_code == 200
-    assert stored(response.get_json()["id"]).raw == raw
+    assert stored_email(response.get_json()["id"]).raw == raw
 
 
 def test_mailgun_forged_stale_and_replayed_signatures(client):
@@ -174,7 +164,7 @@ def test_sendgrid_parsed_fields_with_their_charsets(client):
     response = client.post("/webhooks/sendgrid", data=body, content_type=content_type,
                            headers=sendgrid_signed(body))
     assert response.status_code == 200, response.get_json()
-    parsed = parse_email(stored(response.get_json()["id"]).raw)
+    parsed = parse_email(stored_email(response.get_json()["id"]).raw)
     assert parsed.subject == "Café ce soir"
     assert parsed.sender == "rene@example.fr"
     assert parsed.text == "On se retrouve au café à 19h ?"
@@ -196,7 +186,7 @@ def test_sendgrid_raw_email_field_and_forged_signature(client, mail_fixture):
     signed = sendgrid_signed(body)
     good = client.post("/webhooks/sendgrid", data=body, content_type=content_type, headers=signed)
     assert good.status_code == 200
-    assert stored(good.get_json()["id"]).raw == raw
+    assert stored_email(good.get_json()["id"]).raw == raw
     replay = client.post("/webhooks/sendgrid", data=body, content_type=content_type,
                          headers=signed)
     assert replay.status_code == 503 and "replay" in replay.get_json()["error"]
@@ -244,7 +234,7 @@ def postmark_payload() -> dict:
 def test_postmark_inbound_json(client):
     response = client.post("/webhooks/postmark", json=postmark_payload(), auth=POSTMARK_AUTH)
     assert response.status_code == 200
-    email = stored(response.get_json()["id"])
+    email = stored_email(response.get_json()["id"])
     assert email.message_id == "<73e6d360-66eb-11e1-8e72-a8904824019b>"
     parsed = parse_email(email.raw)
     assert parsed.subject == "Test subject" and parsed.sender == "support@postmarkapp.com"
@@ -306,7 +296,7 @@ def test_database_down_answers_503_so_the_provider_retries(committed):
 def test_broker_down_after_commit_still_accepts(committed):
     code, body = post_in_process_with({"SPAMSIFT_BROKER_URL": "redis://127.0.0.1:1/0"})
     assert code == 200 and body["duplicate"] is False
-    email = stored(body["id"])
+    email = stored_email(body["id"])
     assert email.status == EmailStatus.RECEIVED  # the reconciler will pick it up
 
 
