@@ -14,12 +14,10 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from core.config import get_settings
-from core.mail import parse_email, text_for_model
+from core.mail import parse_email
 from core.models import TrainedModel
-from ml.classifiers import READS_TEXT, load_classifier
-from ml.encoder import document_vector
 from ml.metrics import binary_metrics
+from workers.pipeline import model_text, score_texts
 
 
 class BadRecord(ValueError):
@@ -28,7 +26,6 @@ class BadRecord(ValueError):
 
 def read_records(path: Path) -> Iterator[tuple[str, bool]]:
     """(model text, is spam) per line."""
-    max_chars = get_settings().model_text_chars
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -49,7 +46,7 @@ def read_records(path: Path) -> Iterator[tuple[str, bool]]:
                 subject, text = record.get("subject") or "", record.get("text") or ""
                 if not isinstance(subject, str) or not isinstance(text, str):
                     raise BadRecord(f"{path}:{number}: subject and text must be strings")
-            yield text_for_model(subject, text, max_chars), label == "spam"
+            yield model_text(subject, text), label == "spam"
 
 
 def _batches(records: Iterator, size: int) -> Iterator[list]:
@@ -63,27 +60,8 @@ def _batches(records: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
-def score_texts(model: TrainedModel, classifier, texts: list[str]) -> np.ndarray:
-    if model.kind in READS_TEXT:
-        return classifier.predict_proba(texts)
-    from workers.runtime import get_encoder
-
-    encoder = get_encoder()
-    pooling = model.params.get("pooling", encoder.config.pooling)
-    owners, chunk_texts = [], []
-    for index, text in enumerate(texts):
-        for chunk in encoder.chunk(text):
-            owners.append(index)
-            chunk_texts.append(chunk.text)
-    vectors = encoder.embed(chunk_texts, pooling)
-    owners = np.array(owners)
-    documents = np.stack([document_vector(vectors[owners == i]) for i in range(len(texts))])
-    return classifier.predict_proba(documents)
-
-
 def evaluate_file(path: Path, model: TrainedModel, batch_size: int,
                   progress_console: Console | None = None) -> dict:
-    classifier = load_classifier(model.kind, model.artifact, model.artifact_blob)
     with open(path, encoding="utf-8") as handle:
         total = sum(1 for line in handle if line.strip())
     scores, labels = [], []
@@ -92,7 +70,7 @@ def evaluate_file(path: Path, model: TrainedModel, batch_size: int,
         task = progress.add_task("eval", total=total)
         for batch in _batches(read_records(path), batch_size):
             texts = [text for text, _ in batch]
-            scores.append(score_texts(model, classifier, texts))
+            scores.append(score_texts(model, texts, reason_terms=0).p_spam)
             labels.extend(is_spam for _, is_spam in batch)
             progress.advance(task, len(batch))
     if not labels:

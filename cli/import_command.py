@@ -56,6 +56,6 @@ def import_command(paths: tuple[str, ...], label: str | None, label_from_path: b
         click.echo(f"    {origin}: {reason}")
     if summary.not_enqueued:
         click.echo(f"warning: the broker is down; {summary.not_enqueued} emails are stored and "
-                   "will be parsed when it is back (the reconciler picks them up)", err=True)
-    click.echo(f"job {summary.job_id}; parsing and embedding continue on the workers (job "
-               f"{summary.parse_job_id})")
+                   "will be judged when it is back (the reconciler picks them up)", err=True)
+    click.echo(f"job {summary.job_id}; verdicts follow on the workers (job "
+               f"{summary.classify_job_id}), then search indexing")

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from core.db import session_scope
 from core.mailbox import wait_for_prediction
 from core.models import Job, JobState, TrainedModel
-from core.registry import UnknownModel, activate, active_model, get_model, roll_back
+from core.registry import UnknownModel, active_model, get_model
 from ml.classifiers import LINEAR, TFIDF_LR, TFIDF_NB
 from ml.encoder import POOLINGS
 
@@ -43,7 +43,7 @@ def follow_job(job_id: int, timeout: float) -> Job:
 
 def _train(kind: str, pooling: str | None, wait: bool, make_active: bool, timeout: float
            ) -> None:
-    from workers.app import queue_training
+    from workers.client import queue_training
 
     with session_scope() as session:
         job_id = queue_training(session, kind, pooling, make_active).id
@@ -149,28 +149,25 @@ def _model_summary(model: TrainedModel) -> dict:
 @models.command("activate")
 @click.argument("model_id", type=int)
 def models_activate(model_id: int) -> None:
-    """Make MODEL_ID the active model."""
-    from workers.app import classify_waiting_after_commit
+    """Make MODEL_ID the active model (it re-scores the mail on a bulk worker)."""
+    from workers.client import activate_model
 
     try:
         with session_scope() as session:
-            activate(session, model_id)
-            classify_waiting_after_commit(session)
+            activate_model(session, model_id)
     except UnknownModel as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"model {model_id} is active")
+    click.echo(f"model {model_id} is active; re-scoring the mail on the bulk workers")
 
 
 @models.command("rollback")
 def models_rollback() -> None:
     """Activate the model that was active before the current one."""
-    from workers.app import classify_waiting_after_commit
+    from workers.client import roll_back_model
 
     try:
         with session_scope() as session:
-            model = roll_back(session)
-            model_id = model.id
-            classify_waiting_after_commit(session)
+            model_id = roll_back_model(session).id
     except UnknownModel as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"rolled back: model {model_id} is active")
@@ -216,31 +213,36 @@ def evaluate(data_path: str, model_ref: str, as_json: bool, batch_size: int) -> 
 def classify(message, as_json: bool, timeout: float) -> None:
     """Store MESSAGE (a raw .eml, or - for standard input) and show its verdict."""
     from core.config import get_settings
-    from core.intake import Incoming, store_emails
-    from workers.app import CLASSIFY_EMAIL, send_after_commit
+    from sqlalchemy.exc import DBAPIError
+
+    from core.verdicts import verdict_view
+    from workers.client import accept_message
 
     raw = message.read(get_settings().max_message_bytes + 1)
     if len(raw) > get_settings().max_message_bytes:
         raise click.ClickException("message larger than SPAMSIFT_MAX_MESSAGE_BYTES")
-    with session_scope() as session:
-        [stored] = store_emails(session, [Incoming(raw=raw, source="cli")])
-        send_after_commit(session, CLASSIFY_EMAIL, [stored.email_id])
+    if not raw.strip():
+        raise click.ClickException("the message is empty")
+    try:
+        stored = accept_message(raw, "cli")
+    except DBAPIError as exc:
+        raise click.ClickException(f"database unavailable: {exc.orig or exc}") from exc
     prediction = wait_for_prediction(stored.email_id, int(timeout * 1000))
     if prediction is None:
         raise click.ClickException(
             f"no verdict for email {stored.email_id} within {timeout:.0f} s "
             "(is a model active and a realtime worker running?)")
-    result = {"email_id": stored.email_id, "verdict": prediction.verdict.value,
-              "p_spam": prediction.p_spam, "thresholds": prediction.thresholds,
-              "model_id": prediction.model_id, "latency_ms": prediction.latency_ms,
-              "evidence": prediction.evidence.get("neighbors", [])}
+    result = {"email_id": stored.email_id, "duplicate": not stored.created,
+              **verdict_view(prediction)}
     if as_json:
         click.echo(json.dumps(result))
         return
     click.echo(f"email {result['email_id']}: {result['verdict'].upper()} "
                f"(p_spam {result['p_spam']:.4f}; spam ≥ {result['thresholds']['spam']:.4f}, "
                f"ham < {result['thresholds']['ham']:.4f}; model {result['model_id']})")
-    for neighbor in result["evidence"]:
+    for term in result["reasons"].get("terms", []):
+        click.echo(f"  {term['weight']:+.3f} {term['term']}")
+    for neighbor in result["reasons"].get("neighbors", []):
         click.echo(f"  {neighbor['similarity']:.3f} {neighbor['label']:<4} email "
                    f"{neighbor['email_id']}: {neighbor['subject'] or '(no subject)'}")
 

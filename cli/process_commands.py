@@ -8,7 +8,7 @@ import sys
 import click
 
 from cli.supervise import run_together
-from workers.app import QUEUES, REALTIME
+from workers.names import QUEUES, REALTIME
 
 
 @click.command()

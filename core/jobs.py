@@ -1,4 +1,7 @@
-"""Job rows: progress of long-running work that the CLI and dashboard follow."""
+"""Job rows: progress of long-running work that the CLI and dashboard follow.
+
+Start and finish times use ``clock_timestamp()``: ``now()`` is the start of the transaction,
+which for a long training run is minutes before it finished."""
 
 from __future__ import annotations
 
@@ -20,10 +23,17 @@ def uploads_dir() -> Path:
 def create_job(session: Session, kind: str, total: int | None = None, params: dict | None = None,
                state: JobState = JobState.RUNNING) -> Job:
     job = Job(kind=kind, total=total, params=params or {}, state=state,
-              started_at=func.now() if state == JobState.RUNNING else None)
+              started_at=func.clock_timestamp() if state == JobState.RUNNING else None)
     session.add(job)
     session.flush()
     return job
+
+
+def start_job(session: Session, job: Job, total: int | None = None) -> None:
+    job.state = JobState.RUNNING
+    job.started_at = func.clock_timestamp()
+    if total is not None:
+        job.total = total
 
 
 def advance_job(session: Session, job_id: int, done: int) -> None:
@@ -37,7 +47,7 @@ def advance_job(session: Session, job_id: int, done: int) -> None:
         .values(
             done=Job.done + done,
             state=case((succeeded, JobState.SUCCEEDED), else_=Job.state),
-            finished_at=case((reached, func.now()), else_=Job.finished_at),
+            finished_at=case((reached, func.clock_timestamp()), else_=Job.finished_at),
         )
     )
 
@@ -47,4 +57,4 @@ def finish_job(session: Session, job: Job, state: JobState, message: str | None 
     job.state = state
     job.message = message
     job.result = result or job.result
-    job.finished_at = func.now()
+    job.finished_at = func.clock_timestamp()

@@ -1,5 +1,5 @@
-"""Queries the dashboard and the API share: the mail list with filters, one email with its
-latest verdict, and daily volume."""
+"""Queries the dashboard and the API share: the mail list with filters, daily volume, and
+waiting for an email's verdict."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Date, and_, cast, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Date, cast, func, select
+from sqlalchemy.orm import Session
 
 from core.models import Email, EmailStatus, Label, Prediction, Verdict
+from core.verdicts import verdict_alias, verdict_of
 
 
 @dataclass
@@ -25,26 +26,17 @@ class MailFilter:
     text: str | None = None  # full-text search words
 
 
-def latest_prediction_subquery():
-    """Each email's newest prediction."""
-    ranked = select(Prediction, func.row_number().over(
-        partition_by=Prediction.email_id, order_by=Prediction.id.desc()).label("rank")
-    ).subquery()
-    return aliased(Prediction, ranked), ranked.c.rank
-
-
 def list_emails(session: Session, filters: MailFilter, page: int, per_page: int
                 ) -> tuple[list[tuple[Email, Prediction | None]], int]:
-    latest, rank = latest_prediction_subquery()
-    query = (select(Email, latest)
-             .outerjoin(latest, and_(latest.email_id == Email.id, rank == 1)))
+    verdict, on_verdict = verdict_alias()
+    query = select(Email, verdict).outerjoin(verdict, on_verdict)
     conditions = []
     if filters.label is not None:
         conditions.append(Email.label == filters.label)
     if filters.unlabeled:
         conditions.append(Email.label.is_(None))
     if filters.verdict is not None:
-        conditions.append(latest.verdict == filters.verdict)
+        conditions.append(verdict.verdict == filters.verdict)
     if filters.status is not None:
         conditions.append(Email.status == filters.status)
     if filters.sender:
@@ -67,21 +59,22 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def latest_prediction(session: Session, email_id: int) -> Prediction | None:
-    return session.scalar(select(Prediction).where(Prediction.email_id == email_id)
-                          .order_by(Prediction.id.desc()).limit(1))
+def unindexed_count(session: Session, space: str) -> int:
+    """Emails with a verdict that search by meaning cannot find yet (indexing follows)."""
+    return session.scalar(select(func.count()).select_from(Email).where(
+        Email.status == EmailStatus.CLASSIFIED, Email.indexed_with.is_distinct_from(space)))
 
 
 def daily_volume(session: Session, days: int = 30) -> list[dict]:
     """Per day (received date, UTC): emails, verdicts, and the share called spam."""
-    latest, rank = latest_prediction_subquery()
+    verdict, on_verdict = verdict_alias()
     day = cast(func.timezone("UTC", Email.received_at), Date).label("day")
     rows = session.execute(
         select(day, func.count(Email.id),
-               func.count().filter(latest.verdict == Verdict.SPAM),
-               func.count().filter(latest.verdict == Verdict.UNSURE),
-               func.count().filter(latest.verdict == Verdict.HAM))
-        .outerjoin(latest, and_(latest.email_id == Email.id, rank == 1))
+               func.count().filter(verdict.verdict == Verdict.SPAM),
+               func.count().filter(verdict.verdict == Verdict.UNSURE),
+               func.count().filter(verdict.verdict == Verdict.HAM))
+        .outerjoin(verdict, on_verdict)
         .where(Email.received_at >= func.now() - func.make_interval(0, 0, 0, days))
         .group_by(day).order_by(day)).all()
     counts = {row[0]: row[1:] for row in rows}
@@ -97,12 +90,12 @@ def daily_volume(session: Session, days: int = 30) -> list[dict]:
 
 
 def verdict_channel(email_id: int) -> str:
-    """The channel a trigger on predictions notifies for this email (migration 0004)."""
+    """The channel notified when this email's verdict is set or moved (migration 0006)."""
     return f"spamsift_prediction_{int(email_id)}"
 
 
 def wait_for_prediction(email_id: int, wait_ms: int) -> Prediction | None:
-    """The email's latest prediction, waiting up to ``wait_ms`` for one to be committed.
+    """The email's verdict, waiting up to ``wait_ms`` for one to be committed.
 
     The waiter LISTENs on the email's channel before it looks, so a verdict committed in
     between is not missed, and it sleeps until notified instead of polling. One pooled
@@ -118,11 +111,11 @@ def wait_for_prediction(email_id: int, wait_ms: int) -> Prediction | None:
         driver.execute(f'LISTEN "{channel}"')
         try:
             with Session(bind=connection, expire_on_commit=False) as session:
-                prediction = latest_prediction(session, email_id)
+                prediction = verdict_of(session, email_id)
                 while prediction is None and (remaining := deadline - time.monotonic()) > 0:
                     for _ in driver.notifies(timeout=remaining, stop_after=1):
                         pass
-                    prediction = latest_prediction(session, email_id)
+                    prediction = verdict_of(session, email_id)
                 if prediction is not None:
                     session.expunge(prediction)
                 return prediction

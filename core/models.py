@@ -65,9 +65,8 @@ class Label(str, enum.Enum):
 
 class EmailStatus(str, enum.Enum):
     RECEIVED = "received"  # stored raw, waiting for a worker
-    PARSED = "parsed"  # headers and text extracted
-    EMBEDDED = "embedded"  # chunks have vectors
-    CLASSIFIED = "classified"  # a prediction exists
+    PARSED = "parsed"  # headers and text extracted; waiting for a verdict
+    CLASSIFIED = "classified"  # has a verdict (``verdict_id``); search indexing is apart
     FAILED = "failed"  # a worker gave up; status_message says why
 
 
@@ -180,7 +179,7 @@ class Email(Base):
     source: Mapped[str] = mapped_column(String(200), default="import")
     received_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.clock_timestamp()
     )
     status: Mapped[EmailStatus] = mapped_column(
         _enum(EmailStatus, "email_status"), default=EmailStatus.RECEIVED
@@ -214,10 +213,21 @@ class Email(Base):
     labeled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     labeled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    # The email's verdict: the prediction of the model that was active when it was last
+    # judged or re-scored (core/verdicts.py). The only place "the verdict of an email" is read.
+    verdict_id: Mapped[int | None] = mapped_column(
+        ForeignKey("predictions.id", ondelete="SET NULL", use_alter=True,
+                   name="fk_emails_verdict_id_predictions"))
+    # The vector space whose chunks make the email searchable by meaning (None: not indexed
+    # yet). Indexing is bulk work that follows the verdict and never delays it.
+    indexed_with: Mapped[str | None] = mapped_column(String(200))
+
     chunks: Mapped[list[Chunk]] = relationship(back_populates="email", passive_deletes=True)
     predictions: Mapped[list[Prediction]] = relationship(
-        back_populates="email", passive_deletes=True
+        back_populates="email", passive_deletes=True, foreign_keys="Prediction.email_id"
     )
+    verdict: Mapped[Prediction | None] = relationship(foreign_keys=[verdict_id],
+                                                       post_update=True)
 
 
 class Chunk(Base):
@@ -301,7 +311,7 @@ class Prediction(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = _now_column()
 
-    email: Mapped[Email] = relationship(back_populates="predictions")
+    email: Mapped[Email] = relationship(back_populates="predictions", foreign_keys=[email_id])
 
 
 class Feedback(Base):
@@ -335,3 +345,6 @@ class Job(Base):
     created_at: Mapped[datetime] = _now_column()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Moves with every change: a running job that stops moving has lost its worker.
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.clock_timestamp())

@@ -29,7 +29,7 @@ def activate(session: Session, model_id: int) -> TrainedModel:
                     .values(is_active=False))
     session.flush()
     model.is_active = True
-    model.activated_at = func.now()
+    model.activated_at = func.clock_timestamp()
     session.flush()
     session.refresh(model)  # load activated_at, so the row is whole once detached
     return model

@@ -21,13 +21,12 @@ from sqlalchemy.orm import Session
 
 from core.config import get_settings
 from core.vectors import EF_SEARCH, register_vector_types
+from core.verdicts import VERDICT_OF_E
 
 MODES = ("hybrid", "vector", "keyword")
 RRF_K = 60  # the usual constant of reciprocal rank fusion
 # Keyword snippets mark the words that matched as [[word]] (ts_headline's StartSel/StopSel).
 _HIGHLIGHT = re.compile(r"\[\[([^\[\]]+)\]\]")
-_LATEST_VERDICT = ("(SELECT p.verdict::text FROM predictions p WHERE p.email_id = e.id"
-                   " ORDER BY p.id DESC LIMIT 1)")
 
 
 @dataclass
@@ -66,11 +65,11 @@ def _filter_sql(filters: SearchFilter, params: dict) -> str:
     elif filters.label == "any":
         conditions.append("e.label IS NOT NULL")
     if filters.verdict:
-        conditions.append(f"{_LATEST_VERDICT} = :f_verdict")
+        conditions.append(f"{VERDICT_OF_E} = :f_verdict")
         params["f_verdict"] = filters.verdict
     if filters.exclude_spam:
         conditions.append("(e.label = 'ham' OR (e.label IS NULL"
-                          f" AND {_LATEST_VERDICT} IS DISTINCT FROM 'spam'))")
+                          f" AND {VERDICT_OF_E} IS DISTINCT FROM 'spam'))")
     if filters.since:
         conditions.append("e.received_at >= :f_since")
         params["f_since"] = filters.since
@@ -217,14 +216,6 @@ def best_chunks(session: Session, encoder: str, vector: np.ndarray, email_ids: l
     ), {"encoder": encoder, "ids": list(email_ids), "dim": dim,
         "q": np.asarray(vector, dtype=np.float32)}).all()
     return {row.email_id: row.text for row in rows}
-
-
-def latest_verdicts(session: Session, email_ids: list[int]) -> dict[int, str]:
-    """Each email's latest verdict (emails never classified are left out)."""
-    rows = session.execute(text(
-        "SELECT DISTINCT ON (email_id) email_id, verdict::text AS verdict FROM predictions"
-        " WHERE email_id = ANY(:ids) ORDER BY email_id, id DESC"), {"ids": list(email_ids)})
-    return {row.email_id: row.verdict for row in rows}
 
 
 def highlight_parts(snippet: str) -> list[tuple[str, bool]]:

@@ -5,6 +5,7 @@ vocabulary, IDF weights and one weight per term (no pickle)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -44,6 +45,25 @@ class TfidfBaseline:
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         a, b = self.calibration
         return sigmoid(a * self.decision(texts) + b)
+
+    @cached_property
+    def terms(self) -> np.ndarray:
+        return self.vectorizer.get_feature_names_out()
+
+    def reasons(self, texts: list[str], k: int = 5) -> list[list[dict]]:
+        """For each text, the ``k`` terms that moved its score most (positive: towards spam),
+        like the rules a SpamAssassin report lists."""
+        features = self.vectorizer.transform(texts).tocsr()
+        terms = self.terms
+        out = []
+        for row in range(features.shape[0]):
+            start, end = features.indptr[row], features.indptr[row + 1]
+            columns = features.indices[start:end]
+            contributions = features.data[start:end] * self.weights[columns]
+            top = np.argsort(-np.abs(contributions), kind="stable")[:k]
+            out.append([{"term": str(terms[columns[i]]),
+                         "weight": round(float(contributions[i]), 4)} for i in top])
+        return out
 
     def to_artifact(self) -> tuple[dict, bytes]:
         terms = np.array(self.vectorizer.get_feature_names_out(), dtype=str)

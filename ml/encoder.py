@@ -82,20 +82,24 @@ class Encoder:
         return chunk_text(text, encoded["offset_mapping"], window,
                           min(self.config.chunk_overlap, window - 1), self.config.max_chunks)
 
-    def embed(self, texts: list[str], pooling: str | None = None) -> np.ndarray:
-        """An (n, dim) float32 array of unit vectors, in the order of ``texts``."""
+    def embed(self, texts: list[str], pooling: str | None = None,
+              max_length: int | None = None) -> np.ndarray:
+        """An (n, dim) float32 array of unit vectors, in the order of ``texts``; each text is
+        cut at ``max_length`` tokens (default: the chunk length)."""
         pooling = pooling or self.config.pooling
-        return self.embed_poolings(texts, (pooling,))[pooling]
+        return self.embed_poolings(texts, (pooling,), max_length)[pooling]
 
-    def embed_poolings(self, texts: list[str], poolings: tuple[str, ...] = POOLINGS
-                       ) -> dict[str, np.ndarray]:
+    def embed_poolings(self, texts: list[str], poolings: tuple[str, ...] = POOLINGS,
+                       max_length: int | None = None) -> dict[str, np.ndarray]:
         """Several poolings from one forward pass (for comparing them)."""
         import torch
 
         out = {p: np.zeros((len(texts), self.dim), dtype=np.float32) for p in poolings}
         if not texts:
             return out
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+        limit = min(max_length or self.max_length,
+                    int(self.model.config.max_position_embeddings))
+        ids = self.tokenizer(list(texts), truncation=True, max_length=limit,
                              verbose=False)["input_ids"]
         order = np.argsort([len(x) for x in ids], kind="stable")
         with torch.inference_mode():

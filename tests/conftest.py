@@ -131,7 +131,8 @@ def celery_worker(engine, broker):
     """A real Celery worker (solo pool, in a thread) consuming every queue over Redis."""
     from celery.contrib.testing.worker import start_worker
 
-    from workers.app import QUEUES, celery_app
+    from workers.app import celery_app
+    from workers.names import QUEUES
 
     celery_app.loader.import_default_modules()
     with start_worker(celery_app, pool="solo", perform_ping_check=False,

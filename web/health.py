@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from core.db import get_engine
 from core.models import Scope
-from workers.app import QUEUES, celery_app
+from workers.app import celery_app
+from workers.names import QUEUES
 
 blueprint = Blueprint("health", __name__)
 

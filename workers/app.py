@@ -1,4 +1,4 @@
-"""The Celery app, its queues, the task base class, and how work is enqueued.
+"""The Celery app, its configuration and the task base class.
 
 Importing this module is cheap: no broker connection, no model. The configuration (broker
 URL included) is read from settings the first time Celery needs it.
@@ -6,51 +6,18 @@ URL included) is read from settings the first time Celery needs it.
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Sequence
 
 from celery import Celery
+from celery.signals import worker_process_init
 from kombu import Queue
 from sqlalchemy.orm import Session
 
 from core import services
 from core.config import get_settings
-from core.db import after_commit, session_scope
+from core.db import session_scope
 from workers.guard import GuardedTask
-
-log = logging.getLogger(__name__)
-
-# Queues by purpose; each can be given its own workers.
-REALTIME = "realtime"  # webhook verdicts, query embeddings
-BULK = "bulk"  # parsing and embedding imported mail
-TRAINING = "training"  # model fits
-QUEUES = (REALTIME, BULK, TRAINING)
-
-# Task names: the web app and the CLI enqueue by name and never import the task modules.
-PARSE_EMAILS = "spamsift.parse_emails"
-EMBED_EMAILS = "spamsift.embed_emails"
-CLASSIFY_EMAIL = "spamsift.classify_email"
-TRAIN_MODEL = "spamsift.train_model"
-IMPORT_UPLOAD = "spamsift.import_upload"
-DELIVER_VERDICT = "spamsift.deliver_verdict"
-EMBED_QUERY = "spamsift.embed_query"
-ANSWER_QUESTION = "spamsift.answer_question"
-RECONCILE = "spamsift.reconcile"
-CLASSIFY_WAITING = "spamsift.classify_waiting"
-
-TASK_ROUTES = {
-    PARSE_EMAILS: {"queue": BULK},
-    EMBED_EMAILS: {"queue": BULK},
-    CLASSIFY_EMAIL: {"queue": REALTIME},
-    TRAIN_MODEL: {"queue": TRAINING},
-    IMPORT_UPLOAD: {"queue": BULK},
-    DELIVER_VERDICT: {"queue": REALTIME},
-    EMBED_QUERY: {"queue": REALTIME},
-    ANSWER_QUESTION: {"queue": REALTIME},
-    RECONCILE: {"queue": BULK},
-    CLASSIFY_WAITING: {"queue": BULK},
-}
+from workers.names import BULK, QUEUES, REALTIME, TASK_ROUTES, TRAINING
 
 
 def queue_time_limits(settings) -> dict[str, int]:
@@ -97,6 +64,8 @@ def _celery_config() -> dict:
         "broker_transport_options": {"visibility_timeout": max(limits.values()) + 3600},
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
+        # A pool process loads the active model as it starts (``_warm_up``): give it time.
+        "worker_proc_alive_timeout": 120,
         "worker_send_task_events": False,
         "beat_schedule": _beat_schedule(settings.reconcile_after_seconds),
         "timezone": "UTC",
@@ -110,10 +79,17 @@ def _beat_schedule(reconcile_after_seconds: int) -> dict:
 
 
 celery_app = Celery("spamsift", task_cls=GuardedTask,
-                    include=["workers.ingest", "workers.embed", "workers.classify",
-                             "workers.train", "workers.importing", "workers.callback",
-                             "workers.search", "workers.maintenance"])
+                    include=["workers.tasks", "workers.train", "workers.importing",
+                             "workers.callback", "workers.search", "workers.maintenance"])
 celery_app.add_defaults(_celery_config)  # a callable: evaluated when first needed
+
+
+@worker_process_init.connect
+def _warm_up(**_) -> None:
+    """Each pool process loads the active model as it starts, not on its first email."""
+    from workers.runtime import warm_up
+
+    warm_up()
 
 
 class DbTask(GuardedTask):
@@ -136,60 +112,3 @@ class DbTask(GuardedTask):
                 return super().call_in_context(*args, **kwargs)
             finally:
                 self._local.session = None
-
-
-class BrokerUnavailable(RuntimeError):
-    """The broker refused a message; the reconciler will enqueue the work later."""
-
-
-def send(name: str, args: Sequence = (), kwargs: dict | None = None) -> None:
-    """Enqueue a task by name on its queue; raises ``BrokerUnavailable`` if the broker is down."""
-    try:
-        # No time limits in the message: the worker that runs it applies its queue's own
-        # (Celery would stamp the sender's, where the task is registered).
-        celery_app.send_task(
-            name, args=list(args), kwargs=kwargs or {}, queue=TASK_ROUTES[name]["queue"],
-            time_limit=None, soft_time_limit=None,
-            retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
-                                      "interval_step": 0.5},
-        )
-    except Exception as exc:  # kombu raises OperationalError and friends
-        raise BrokerUnavailable(f"broker unavailable: {exc}") from exc
-
-
-def send_after_commit(session: Session, name: str, args: Sequence = (),
-                      kwargs: dict | None = None) -> None:
-    """Enqueue once the session commits. A broker failure is logged, not raised: the rows are
-    safe in the database and the reconciler will pick them up."""
-
-    def enqueue() -> None:
-        try:
-            send(name, args, kwargs)
-        except BrokerUnavailable as exc:
-            log.warning("%s not enqueued (%s); the reconciler will retry", name, exc)
-
-    after_commit(session, enqueue)
-
-
-def send_in_batches(name: str, ids: Sequence[int], batch_size: int, **kwargs) -> None:
-    for start in range(0, len(ids), batch_size):
-        send(name, [list(ids[start:start + batch_size])], kwargs)
-
-
-def classify_waiting_after_commit(session: Session) -> None:
-    """Call when a model becomes active: once committed, the mail embedded while no model
-    was active is sent to be classified (if this message is lost, the reconciler does it)."""
-    send_after_commit(session, CLASSIFY_WAITING)
-
-
-def queue_training(session: Session, kind: str, pooling: str | None = None,
-                   make_active: bool = True):
-    """Create a queued training job and send it to the training queue once committed."""
-    from core.jobs import create_job
-    from core.models import JobState
-
-    job = create_job(session, "train", state=JobState.QUEUED,
-                     params={"kind": kind, "pooling": pooling})
-    send_after_commit(session, TRAIN_MODEL, [job.id, kind],
-                      {"pooling": pooling, "make_active": make_active})
-    return job

@@ -23,7 +23,8 @@ from celery import shared_task
 from core.config import get_settings
 from core.db import session_scope
 from core.models import Email, Prediction
-from workers.app import DELIVER_VERDICT
+from core.verdicts import verdict_view
+from workers.names import DELIVER_VERDICT
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 8
@@ -37,9 +38,7 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 def verdict_payload(prediction: Prediction, email: Email) -> dict:
     return {"email_id": email.id, "message_id": email.message_id, "source": email.source,
-            "verdict": prediction.verdict.value, "p_spam": prediction.p_spam,
-            "thresholds": prediction.thresholds, "model_id": prediction.model_id,
-            "classified_at": prediction.created_at.isoformat()}
+            **verdict_view(prediction)}
 
 
 @shared_task(name=DELIVER_VERDICT, bind=True, max_retries=MAX_TRIES - 1)

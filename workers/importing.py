@@ -23,7 +23,8 @@ from core.importers import RawMessage, count_messages, iter_messages, label_from
 from core.intake import Incoming, store_emails
 from core.jobs import create_job, finish_job
 from core.models import Job, JobState, Label
-from workers.app import IMPORT_UPLOAD, PARSE_EMAILS, BrokerUnavailable, send_in_batches
+from workers.client import BrokerUnavailable, send_in_batches
+from workers.names import CLASSIFY_EMAILS, IMPORT_UPLOAD
 
 log = logging.getLogger(__name__)
 MAX_LISTED_FAILURES = 20
@@ -40,7 +41,7 @@ class ImportSummary:
     failure_reasons: Counter = field(default_factory=Counter)
     not_enqueued: int = 0  # stored, but the broker was down: the reconciler will send them
     job_id: int | None = None
-    parse_job_id: int | None = None  # parse and embed the new emails, on the workers
+    classify_job_id: int | None = None  # verdicts for the new emails, on the workers
 
     @property
     def seen(self) -> int:
@@ -68,9 +69,9 @@ def import_paths(
                 "label": label.value if label else None, "label_from_path": label_from_path})
         else:
             job = session.get(Job, job_id)
-            job.state, job.total, job.started_at = JobState.RUNNING, expected_total, func.now()
-        parse_job = create_job(session, "ingest", total=0, state=JobState.QUEUED)
-        summary.job_id, summary.parse_job_id = job.id, parse_job.id
+            job.state, job.total, job.started_at = JobState.RUNNING, expected_total, func.clock_timestamp()
+        classify_job = create_job(session, "ingest", total=0, state=JobState.QUEUED)
+        summary.job_id, summary.classify_job_id = job.id, classify_job.id
 
     batch: list[tuple[RawMessage, Incoming]] = []
     try:
@@ -102,7 +103,7 @@ def import_paths(
         import_job.done = summary.seen
         finish_job(session, import_job, JobState.SUCCEEDED, result=_result(summary))
         if not summary.imported:
-            finish_job(session, session.get(Job, summary.parse_job_id), JobState.SUCCEEDED,
+            finish_job(session, session.get(Job, summary.classify_job_id), JobState.SUCCEEDED,
                        message="nothing new to process")
     return summary
 
@@ -130,7 +131,7 @@ def import_upload(self, job_id: int, path: str, label: str | None = None) -> int
                        message="the uploaded file is gone: upload it again")
             shutil.rmtree(upload.parent, ignore_errors=True)
             return 0
-        job.state, job.started_at = JobState.RUNNING, func.now()
+        job.state, job.started_at = JobState.RUNNING, func.clock_timestamp()
     try:
         summary = import_paths(
             [upload], label=Label(label) if label in ("spam", "ham") else None,
@@ -158,9 +159,9 @@ def _flush(batch: list[tuple[RawMessage, Incoming]], summary: ImportSummary,
         stored = store_emails(session, [incoming for _, incoming in batch])
         new_ids = [s.email_id for s in stored if s.created]
         if new_ids:
-            parse_job = session.get(Job, summary.parse_job_id)
-            parse_job.total = (parse_job.total or 0) + len(new_ids)
-            parse_job.state = JobState.RUNNING
+            classify_job = session.get(Job, summary.classify_job_id)
+            classify_job.total = (classify_job.total or 0) + len(new_ids)
+            classify_job.state = JobState.RUNNING
         import_job = session.get(Job, summary.job_id)
         import_job.done = summary.seen + len(batch)
     for (_, incoming), result in zip(batch, stored):
@@ -171,8 +172,8 @@ def _flush(batch: list[tuple[RawMessage, Incoming]], summary: ImportSummary,
             summary.duplicates += 1
     if new_ids:
         try:
-            send_in_batches(PARSE_EMAILS, new_ids, settings.enqueue_batch_size,
-                            job_id=summary.parse_job_id)
+            send_in_batches(CLASSIFY_EMAILS, new_ids, settings.enqueue_batch_size,
+                            job_id=summary.classify_job_id)
         except BrokerUnavailable:
             summary.not_enqueued += len(new_ids)
     if on_progress:

@@ -4,8 +4,13 @@ The reconciler re-sends the next step of every email that has not moved for the 
 (``SPAMSIFT_RECONCILE_AFTER_SECONDS``), and of every upload whose import never started. Each
 re-send doubles the wait before the next one; after ``SPAMSIFT_RECONCILE_MAX_RESENDS``
 re-sends without progress the email or upload is marked failed with the reason, and failed
-mail is never sent again. Emails embedded while no model was active wait for one: they are
-sent to be classified as soon as a model becomes active (``classify_waiting``).
+mail is never sent again. Every state an email can stall in is covered:
+
+- ``received`` or ``parsed`` without a verdict while a model is active: judged again (mail
+  parsed while no model was active waits for one; activating it re-scores that mail);
+- a verdict that is not the active model's, when no re-scoring runs: re-scored;
+- ``classified`` but not indexed in the configured vector space: indexed again (never marked
+  failed for that: its verdict stands).
 """
 
 from __future__ import annotations
@@ -22,52 +27,40 @@ from core.config import Settings, get_settings
 from core.jobs import finish_job, uploads_dir
 from core.models import Email, EmailStatus, Job, JobState
 from core.registry import active_model
-from workers.app import (
-    CLASSIFY_WAITING,
-    EMBED_EMAILS,
-    IMPORT_UPLOAD,
-    PARSE_EMAILS,
-    RECONCILE,
-    DbTask,
-    send,
-    send_in_batches,
-)
+from workers.app import DbTask
+from workers.client import index_space, rescore_after_commit, send, send_in_batches
+from workers.names import CLASSIFY_EMAILS, IMPORT_UPLOAD, INDEX_EMAILS, RECONCILE
+from workers.tasks import needs_rescore
 
 log = logging.getLogger(__name__)
 
 
-# Each unfinished status and the task that moves an email on from it (``embed_emails``
-# embeds what has no vectors yet, then classifies the batch with the active model).
-NEXT_STEP = {EmailStatus.RECEIVED: PARSE_EMAILS, EmailStatus.PARSED: EMBED_EMAILS,
-             EmailStatus.EMBEDDED: EMBED_EMAILS}
-
-
-def stuck_emails(session: Session, status: EmailStatus, older_than_seconds: int, limit: int
+def stuck_emails(session: Session, stalled, older_than_seconds: int, limit: int
                  ) -> list[tuple[int, int]]:
-    """(id, resends) of emails still in ``status`` after their grace period, which doubles
+    """(id, resends) of emails matching ``stalled`` after their grace period, which doubles
     with each re-send: their task was lost, never sent, or keeps failing."""
     grace = func.make_interval(0, 0, 0, 0, 0, 0,
                                older_than_seconds * func.power(2, Email.resends))
     return [tuple(row) for row in session.execute(
         select(Email.id, Email.resends)
-        .where(Email.status == status, Email.updated_at < func.now() - grace)
+        .where(stalled, Email.updated_at < func.now() - grace)
         .order_by(Email.id)
         .limit(limit)
     )]
 
 
-def _resend_emails(session: Session, status: EmailStatus, older_than_seconds: int, limit: int,
-                   settings: Settings) -> int:
-    rows = stuck_emails(session, status, older_than_seconds, limit)
+def _resend_emails(session: Session, stalled, task: str, what: str, older_than_seconds: int,
+                   limit: int, settings: Settings, give_up: bool = True) -> int:
+    rows = stuck_emails(session, stalled, older_than_seconds, limit)
     worn = [email_id for email_id, resends in rows
-            if resends >= settings.reconcile_max_resends]
-    due = [email_id for email_id, resends in rows if resends < settings.reconcile_max_resends]
+            if give_up and resends >= settings.reconcile_max_resends]
+    due = [email_id for email_id, resends in rows if email_id not in set(worn)]
     if worn:
         session.execute(update(Email).where(Email.id.in_(worn)).values(
             status=EmailStatus.FAILED,
             status_message=f"gave up after {settings.reconcile_max_resends} re-sends: still "
-                           f"{status.value} (see the worker logs)"))
-        log.error("reconcile: gave up on %d %s emails, e.g. %s", len(worn), status.value,
+                           f"{what} (see the worker logs)"))
+        log.error("reconcile: gave up on %d emails still %s, e.g. %s", len(worn), what,
                   worn[:5])
     if due:
         # Touch the rows so the next re-send waits twice as long as this one did.
@@ -75,8 +68,8 @@ def _resend_emails(session: Session, status: EmailStatus, older_than_seconds: in
                         .values(updated_at=func.now(), resends=Email.resends + 1))
     session.commit()
     if due:
-        send_in_batches(NEXT_STEP[status], due, settings.enqueue_batch_size)
-        log.info("reconcile: re-enqueued %d %s emails", len(due), status.value)
+        send_in_batches(task, due, settings.enqueue_batch_size)
+        log.info("reconcile: re-enqueued %d emails %s", len(due), what)
     return len(due)
 
 
@@ -115,26 +108,40 @@ def reconcile(self: DbTask, older_than_seconds: int | None = None, limit: int = 
     settings = get_settings()
     if older_than_seconds is None:
         older_than_seconds = settings.reconcile_after_seconds
-    has_model = active_model(self.session) is not None
+    session = self.session
+    model = active_model(session)
     sent = 0
-    for status in NEXT_STEP:
-        if status == EmailStatus.EMBEDDED and not has_model:
-            continue  # waiting for a model, not stuck
-        sent += _resend_emails(self.session, status, older_than_seconds, limit, settings)
-    return sent + _resend_uploads(self.session, older_than_seconds, settings)
+    if model is not None:
+        waiting = Email.status.in_((EmailStatus.RECEIVED, EmailStatus.PARSED))
+        sent += _resend_emails(session, waiting, CLASSIFY_EMAILS, "without a verdict",
+                               older_than_seconds, limit, settings)
+        sent += _resend_rescore(session, model, older_than_seconds)
+    else:
+        sent += _resend_emails(session, Email.status == EmailStatus.RECEIVED, CLASSIFY_EMAILS,
+                               "unparsed", older_than_seconds, limit, settings)
+    unindexed = (Email.status.in_((EmailStatus.PARSED, EmailStatus.CLASSIFIED))
+                 & Email.indexed_with.is_distinct_from(index_space()))
+    sent += _resend_emails(session, unindexed, INDEX_EMAILS, "not indexed", older_than_seconds,
+                           limit, settings, give_up=False)
+    return sent + _resend_uploads(session, older_than_seconds, settings)
 
 
-@shared_task(name=CLASSIFY_WAITING, base=DbTask, bind=True)
-def classify_waiting(self: DbTask) -> int:
-    """A model became active: send every email embedded while none was to be classified."""
-    if active_model(self.session) is None:
+def _resend_rescore(session: Session, model, older_than_seconds: int) -> int:
+    """Start re-scoring again when mail waits for the active model's verdict and no
+    re-scoring job for it has moved within the grace period (its message was lost)."""
+    if not session.scalar(select(select(Email.id).where(
+            needs_rescore(model.id), Email.status == EmailStatus.CLASSIFIED).exists())):
         return 0
-    # Touched, so the reconciler gives them a full grace period before sending them again.
-    ids = sorted(self.session.scalars(
-        update(Email).where(Email.status == EmailStatus.EMBEDDED)
-        .values(updated_at=func.now()).returning(Email.id)))
-    self.session.commit()
-    send_in_batches(EMBED_EMAILS, ids, get_settings().enqueue_batch_size)
-    if ids:
-        log.info("classify_waiting: sent %d embedded emails to be classified", len(ids))
-    return len(ids)
+    recent = session.scalar(select(select(Job.id).where(
+        Job.kind == "rescore", Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
+        Job.params["model_id"].as_integer() == model.id,
+        Job.updated_at > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds)).exists()))
+    if recent:
+        return 0
+    for stale in session.scalars(select(Job).where(
+            Job.kind == "rescore", Job.state.in_((JobState.QUEUED, JobState.RUNNING)))):
+        finish_job(session, stale, JobState.FAILED, message="stalled; started again")
+    rescore_after_commit(session, model)
+    session.commit()
+    log.info("reconcile: re-scoring with model %s started again", model.id)
+    return 1

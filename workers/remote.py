@@ -9,7 +9,8 @@ import numpy as np
 from celery.exceptions import TimeoutError as CeleryTimeout
 
 from core.config import get_settings
-from workers.app import ANSWER_QUESTION, EMBED_QUERY, REALTIME, celery_app
+from workers.app import celery_app
+from workers.names import ANSWER_QUESTION, EMBED_QUERY, REALTIME
 
 
 def request_wait_seconds(limit: float) -> float:

@@ -1,7 +1,8 @@
-"""What a worker process loads once and keeps: the encoder and the active classifier."""
+"""What a worker process loads once and keeps: encoders and the active model's classifiers."""
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 
 from core.config import get_settings
@@ -9,8 +10,10 @@ from core.models import TrainedModel
 from ml.classifiers import load_classifier
 from ml.encoder import Encoder, EncoderConfig
 
+log = logging.getLogger(__name__)
 
-def encoder_config() -> EncoderConfig:
+
+def encoder_config(backend: str | None = None) -> EncoderConfig:
     settings = get_settings()
     return EncoderConfig(package=settings.encoder_package, pooling=settings.encoder_pooling,
                          max_length=settings.encoder_max_length,
@@ -18,19 +21,47 @@ def encoder_config() -> EncoderConfig:
                          chunk_overlap=settings.chunk_overlap, max_chunks=settings.max_chunks)
 
 
-@lru_cache(maxsize=1)
-def get_encoder() -> Encoder:
-    """Loaded on first use in each worker process, never at import."""
-    return Encoder(encoder_config())
+@lru_cache(maxsize=2)
+def get_encoder(backend: str | None = None) -> Encoder:
+    """The encoder on ``backend`` (default: the configured one), loaded on first use in each
+    worker process (or at its start, ``warm_up``), never at import."""
+    return Encoder(encoder_config(backend))
 
 
-_loaded: dict[int, object] = {}
+_loaded: dict[tuple, object] = {}
 
 
 def classifier_for(model: TrainedModel):
-    """The loaded classifier of a registry row, cached by model id (rows never change)."""
-    if model.id not in _loaded:
+    """The loaded classifier of a registry row, cached (rows never change; the creation time
+    tells a model from one that had its id in a database since emptied)."""
+    key = (model.id, model.created_at)
+    if key not in _loaded:
         if len(_loaded) >= 4:
             _loaded.pop(next(iter(_loaded)))
-        _loaded[model.id] = load_classifier(model.kind, model.artifact, model.artifact_blob)
-    return _loaded[model.id]
+        _loaded[key] = load_classifier(model.kind, model.artifact, model.artifact_blob)
+    return _loaded[key]
+
+
+def warm_up() -> None:
+    """Load what the active model reads, before the first email: the classifier, and for an
+    encoder model the encoder with one small batch through it (the first batch is slow)."""
+    import time
+
+    from core.db import session_scope
+    from core.registry import active_model
+    from workers.pipeline import EncoderInput, score_texts
+
+    started = time.perf_counter()
+    try:
+        with session_scope() as session:
+            model = active_model(session)
+            if model is None:
+                return
+            session.expunge(model)
+        score_texts(model, ["warm-up: subject and body"], reason_terms=1)
+    except Exception as exc:  # a worker without a database still starts; it loads later
+        log.warning("warm-up skipped: %s", exc)
+        return
+    backend = EncoderInput.of(model).backend if model.encoder else None
+    log.info("warmed up in %.1f s: model %s (%s)%s", time.perf_counter() - started, model.id,
+             model.kind, f", encoder backend {backend}" if backend else "")

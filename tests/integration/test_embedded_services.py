@@ -62,17 +62,18 @@ def test_embedded_services_end_to_end(tmp_path):
         assert body and body["status"] == "ok", (body, (tmp_path / "processes.log").read_text())
 
         # Another process finds the same embedded database, where the worker parsed and
-        # embedded the mail.
+        # indexed the mail (no model is active: it waits parsed).
         url = services.start_embedded_postgres(var_dir).replace("postgresql+psycopg", "postgresql")
         with psycopg.connect(url) as conn:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 counts = dict(conn.execute(
-                    "SELECT status::text, count(*) FROM emails GROUP BY 1").fetchall())
-                if counts == {"embedded": 18}:
+                    "SELECT status::text || (indexed_with IS NOT NULL)::text, count(*)"
+                    " FROM emails GROUP BY 1").fetchall())
+                if counts == {"parsedtrue": 18}:
                     break
                 time.sleep(0.5)
-        assert counts == {"embedded": 18}
+        assert counts == {"parsedtrue": 18}
     finally:
         for process in processes:
             process.terminate()

@@ -13,6 +13,7 @@ from cli.main import cli
 from core.db import session_scope
 from core.models import Email, EmailStatus, Job, JobState, Label
 from tests.conftest import FIXTURES
+from tests.rows import processed_emails
 from tests.waiting import wait_for
 
 
@@ -42,12 +43,7 @@ def test_import_stores_labels_dedupes_and_parses(committed, celery_worker, tmp_p
     assert "skipped 1 non-mail files" in result.output
     assert "broken.tar.gz: unreadable" in result.output
 
-    def all_embedded():
-        with session_scope() as session:
-            emails = session.scalars(select(Email)).all()
-            return emails if all(e.status == EmailStatus.EMBEDDED for e in emails) else None
-
-    emails = wait_for(all_embedded, timeout=60)
+    emails = wait_for(lambda: processed_emails(5), timeout=60)
     by_subject = {e.subject: e for e in emails}
     assert by_subject["Your exclusive offer"].label == Label.SPAM
     assert by_subject["Lunch on Friday?"].label == Label.HAM
@@ -92,7 +88,8 @@ def test_broker_down_still_stores_then_reconciler_recovers(committed, celery_wor
     import subprocess
     import sys
 
-    from workers.app import RECONCILE, send
+    from workers.client import send
+    from workers.names import RECONCILE
 
     root = make_mailbox(tmp_path)
     env = dict(os.environ, SPAMSIFT_BROKER_URL="redis://127.0.0.1:1/0")
@@ -107,12 +104,7 @@ def test_broker_down_still_stores_then_reconciler_recovers(committed, celery_wor
 
     send(RECONCILE, kwargs={"older_than_seconds": 0})
 
-    def embedded_count():
-        with session_scope() as session:
-            statuses = session.scalars(select(Email.status)).all()
-        return statuses.count(EmailStatus.EMBEDDED) == 3
-
-    wait_for(embedded_count, timeout=60)
+    wait_for(lambda: processed_emails(3), timeout=60)
 
 
 def test_an_archive_over_the_unpack_limit_stops_and_keeps_what_came_before(

@@ -17,7 +17,8 @@ from core.models import Email, EmailStatus, Label, Prediction, TrainedModel, Ver
 from core.search import SearchFilter, fuse, keyword_search, search, vector_search
 from core.vectors import store_chunks
 from tests.conftest import FIXTURES
-from tests.integration.test_import import wait_for
+from tests.waiting import wait_for
+from tests.rows import processed_emails
 from tests.integration.test_web import app, bearer, login, people  # noqa: F401 (fixtures)
 
 SYNTHETIC = "synthetic;pool=cls"
@@ -36,12 +37,7 @@ def embedded_mail(committed, celery_worker, tmp_path):
     assert CliRunner().invoke(cli, ["import", str(tmp_path / "mail"),
                                     "--label-from-path"]).exit_code == 0
 
-    def embedded():
-        with session_scope() as session:
-            statuses = session.scalars(select(Email.status)).all()
-        return len(statuses) == 40 and set(statuses) == {EmailStatus.EMBEDDED}
-
-    wait_for(embedded, timeout=120)
+    wait_for(lambda: processed_emails(40), timeout=120)
 
 
 def subjects(hits) -> list[str]:
@@ -118,7 +114,7 @@ def test_keyword_filters_and_fusion(committed):
                      "test", Label.SPAM, "import"),
             Incoming(b"From: b@club.example\r\nSubject: Garden club meeting\r\n\r\nroses\r\n",
                      "test", Label.HAM, "import")])
-        from workers.ingest import apply_parse
+        from workers.pipeline import parse as apply_parse
 
         for email in session.scalars(select(Email)):
             apply_parse(email)
@@ -181,7 +177,7 @@ def test_ask_answers_with_citations_and_ignores_injected_instructions(embedded_m
     def embedded():
         with session_scope() as session:
             return session.scalar(select(Email.status).where(
-                Email.sender == "mallory@evil.example")) == EmailStatus.EMBEDDED
+                Email.sender == "mallory@evil.example")) == EmailStatus.PARSED
 
     wait_for(embedded, timeout=60)
     result = CliRunner().invoke(cli, ["ask", "When was the release moved to?", "--json"])
@@ -199,7 +195,7 @@ def test_ask_answers_with_citations_and_ignores_injected_instructions(embedded_m
 def parsed_mail(session, texts: list[str], labels: list[Label | None] | None = None
                 ) -> list[int]:
     """Stored and parsed (searchable by words), not embedded."""
-    from workers.ingest import apply_parse
+    from workers.pipeline import parse as apply_parse
 
     labels = labels or [None] * len(texts)
     stored = store_emails(session, [
@@ -236,8 +232,11 @@ def add_verdicts(session, verdicts: dict[int, list[Verdict]]) -> None:
     session.flush()
     for email_id, history in verdicts.items():
         for model, verdict in zip(models, history):
-            session.add(Prediction(email_id=email_id, model_id=model.id, p_spam=0.5,
-                                   verdict=verdict, latency_ms=1.0))
+            prediction = Prediction(email_id=email_id, model_id=model.id, p_spam=0.5,
+                                    verdict=verdict, latency_ms=1.0)
+            session.add(prediction)
+            session.flush()
+            session.get(Email, email_id).verdict_id = prediction.id  # the newest is the verdict
             session.flush()
 
 
@@ -321,9 +320,9 @@ def test_spam_is_left_out_when_asked(db):
     assert {h.email_id for h in keyword_search(db, "refinance", 10, no_spam)} == kept
     assert {h.email_id for h in vector_search(db, SYNTHETIC, query, 10, no_spam)} == kept
     assert {h.email_id for h in keyword_search(db, "refinance", 10)} == set(ids)
-    from core.search import latest_verdicts
+    from core.verdicts import verdicts_of
 
-    assert latest_verdicts(db, ids) == {by_name["verdict spam"]: "spam",
+    assert verdicts_of(db, ids) == {by_name["verdict spam"]: "spam",
                                         by_name["verdict revised"]: "ham",
                                         by_name["labeled ham, verdict spam"]: "spam",
                                         by_name["labeled spam"]: "ham"}

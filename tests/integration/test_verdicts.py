@@ -1,5 +1,5 @@
 """Every accepted email ends with exactly one verdict from the active model, whatever order
-things happened in: mail embedded before any model, lost broker messages, redelivered tasks,
+things happened in: mail parsed before any model, lost broker messages, redelivered tasks,
 uploads made while the broker was down, and verdict callbacks for mail the reconciler
 recovered. Real PostgreSQL, Redis, Celery worker and HTTP receiver."""
 
@@ -25,8 +25,9 @@ from core.intake import Incoming, store_emails
 from core.models import Email, EmailStatus, Job, JobState, Label, Prediction
 from tests.conftest import FIXTURES, scratch_database
 from tests.integration.test_classification import LABELED, as_eml, labeled_mail  # noqa: F401
-from tests.integration.test_import import wait_for
-from workers.app import CLASSIFY_EMAIL, EMBED_EMAILS, IMPORT_UPLOAD, PARSE_EMAILS, RECONCILE, send
+from tests.waiting import wait_for
+from workers.client import send
+from workers.names import CLASSIFY_EMAIL, CLASSIFY_EMAILS, IMPORT_UPLOAD, RECONCILE
 
 DEAD_BROKER = "redis://127.0.0.1:1/0"
 
@@ -85,7 +86,7 @@ def drain(probe_done) -> None:
 def drain_bulk() -> None:
     """Wait until the worker has run everything sent to the bulk queue so far."""
     [probe] = store((as_eml(f"bulk probe {uuid.uuid4()}", "a probe message"), "import"))
-    send(PARSE_EMAILS, [[probe]])
+    send(CLASSIFY_EMAILS, [[probe]])
 
     def parsed():
         with session_scope() as session:
@@ -94,32 +95,58 @@ def drain_bulk() -> None:
     drain(parsed)
 
 
-# Mail embedded while no model was active (the first `make run`).
+# Mail parsed while no model was active (the first `make run`).
 
-def test_mail_embedded_before_the_first_model_is_classified_when_training_activates_it(
+def test_mail_parsed_before_the_first_model_is_classified_when_training_activates_it(
         labeled_mail):
-    assert statuses() == {EmailStatus.EMBEDDED}
+    assert statuses() == {EmailStatus.PARSED}
     invoke("train", "baseline", "--wait", "--timeout", "120")
     wait_for(all_classified_once_by(1), timeout=60)
 
 
 def test_activating_a_model_classifies_the_mail_that_waited(labeled_mail):
     invoke("train", "baseline", "--no-activate", "--wait", "--timeout", "120")
-    assert statuses() == {EmailStatus.EMBEDDED}  # no model is active yet
+    assert statuses() == {EmailStatus.PARSED}  # no model is active yet
     invoke("models", "activate", "1")
     wait_for(all_classified_once_by(1), timeout=60)
 
 
-def test_reconciler_classifies_embedded_mail_once_a_model_is_active(labeled_mail):
+def test_reconciler_classifies_waiting_mail_once_a_model_is_active(labeled_mail):
     """Activation's own message can be lost (broker down): the reconciler catches up."""
     from core.registry import activate
 
     invoke("train", "baseline", "--no-activate", "--wait", "--timeout", "120")
     with session_scope() as session:
         activate(session, 1)  # the registry alone enqueues nothing
-    assert statuses() == {EmailStatus.EMBEDDED}
+    assert statuses() == {EmailStatus.PARSED}
     send(RECONCILE, kwargs={"older_than_seconds": 0})
     wait_for(all_classified_once_by(1), timeout=60)
+
+
+def verdict_models() -> dict[int, int]:
+    """Each email's verdict, as the id of the model that made it."""
+    with session_scope() as session:
+        return dict(session.execute(select(Email.id, Prediction.model_id)
+                                    .join(Prediction, Prediction.id == Email.verdict_id)).all())
+
+
+def test_activation_rescores_in_the_background_and_roll_back_judges_nothing_twice(
+        labeled_mail):
+    invoke("train", "baseline", "--wait", "--timeout", "120")
+    wait_for(all_classified_once_by(1), timeout=60)
+    invoke("train", "baseline", "--algorithm", "lr", "--wait", "--timeout", "120")
+    wait_for(lambda: set(verdict_models().values()) == {2}, timeout=60)
+    with session_scope() as session:
+        [first, second] = session.scalars(select(Job).where(Job.kind == "rescore")
+                                          .order_by(Job.id)).all()
+    assert first.state == second.state == JobState.SUCCEEDED
+    assert second.total == second.done == 40 and second.finished_at >= second.started_at
+    assert all(models == [1, 2] for models in verdicts_by_email().values())
+
+    invoke("models", "rollback")  # model 1 judged all of them already
+    wait_for(lambda: set(verdict_models().values()) == {1}, timeout=60)
+    assert all(models == [1, 2] for models in verdicts_by_email().values())
+    assert statuses() == {EmailStatus.CLASSIFIED}
 
 
 # Mail that never moves: re-sent with backoff, then given up (failed, with a reason).
@@ -145,7 +172,7 @@ def test_reconciler_backs_off_then_gives_up_with_a_reason(committed, settings):
         assert rows[once].resends == 1 and rows[once].status == EmailStatus.RECEIVED
         assert rows[worn].status == EmailStatus.FAILED
         assert "3 re-sends" in rows[worn].status_message
-        assert "received" in rows[worn].status_message
+        assert "unparsed" in rows[worn].status_message
         given_up = (rows[worn].resends, rows[worn].updated_at)
         session.execute(text("UPDATE emails SET updated_at = now() - interval '1 day'"
                              " WHERE status <> 'failed'"))
@@ -288,7 +315,7 @@ def test_redelivered_work_makes_no_second_prediction_or_callback(committed, cele
     assert again["email_id"] == first["email_id"]
     email_id = first["email_id"]
     send(CLASSIFY_EMAIL, [email_id])  # a redelivered realtime task
-    send(EMBED_EMAILS, [[email_id]])  # and a redelivered bulk batch
+    send(CLASSIFY_EMAILS, [[email_id]])  # and a redelivered bulk batch
     drain_bulk()
     drain(classify_probe(callbacks, "probe one"))  # any callback sent meanwhile has come
     with session_scope() as session:
@@ -309,7 +336,7 @@ def test_mail_recovered_by_the_reconciler_gets_one_callback_and_imports_none(
     send(RECONCILE, kwargs={"older_than_seconds": 0})
     wait_for(lambda: callback_counts(callbacks).keys() >= {hook, api}, timeout=60)
     send(RECONCILE, kwargs={"older_than_seconds": 0})  # nothing left to recover
-    send(EMBED_EMAILS, [[hook, api, imported]])  # a redelivered batch
+    send(CLASSIFY_EMAILS, [[hook, api, imported]])  # a redelivered batch
     drain_bulk()
     drain(classify_probe(callbacks, "probe two"))
     counts = callback_counts(callbacks)
@@ -355,3 +382,37 @@ def test_unique_predictions_migration_keeps_the_newest_duplicate():
                 " evidence, latency_ms) VALUES (1, 2, 0.5, 'unsure', '{}', '{}', 1)"))
         migrate.downgrade(url, before.down_revision)
 
+
+
+def test_verdict_pointer_migration_points_at_the_newest_and_drops_embedded():
+    from core import migrate
+
+    with scratch_database("spamsift_test_pointer") as (url, engine):
+        migrate.upgrade(url, "0005")
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO emails (id, raw, sha256, size, source, status) VALUES"
+                " (1, 'x', '\\x01', 1, 'api', 'classified'), (2, 'y', '\\x02', 1, 'api',"
+                " 'embedded'), (3, 'z', '\\x03', 1, 'api', 'received')"))
+            connection.execute(text(
+                "INSERT INTO models (id, kind, params, metrics, curves, confusion, thresholds,"
+                " train_size, artifact) VALUES (1, 'tfidf-nb', '{}', '{}', '{}', '{}', '{}',"
+                " 0, '{}'), (2, 'tfidf-nb', '{}', '{}', '{}', '{}', '{}', 0, '{}')"))
+            connection.execute(text(
+                "INSERT INTO predictions (id, email_id, model_id, p_spam, verdict, thresholds,"
+                " evidence, latency_ms) VALUES (1, 1, 1, 0.1, 'ham', '{}', '{}', 1),"
+                " (2, 1, 2, 0.9, 'spam', '{}', '{}', 1)"))
+            connection.execute(text(
+                "INSERT INTO chunks (email_id, encoder, ordinal, text, char_start, char_end,"
+                " dim, embedding) VALUES (2, 'enc;pool=cls', 0, 'y', 0, 1, 3, '[1,0,0]')"))
+        migrate.upgrade(url)
+        with engine.begin() as connection:
+            rows = connection.execute(text(
+                "SELECT id, status::text, verdict_id, indexed_with FROM emails ORDER BY id"))
+            assert [tuple(row) for row in rows] == [(1, "classified", 2, None),
+                                                    (2, "parsed", None, "enc;pool=cls"),
+                                                    (3, "received", None, None)]
+        migrate.downgrade(url, "0005")
+        with engine.begin() as connection:
+            statuses = connection.execute(text("SELECT status::text FROM emails ORDER BY id"))
+            assert [row[0] for row in statuses] == ["classified", "embedded", "received"]

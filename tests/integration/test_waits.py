@@ -14,7 +14,7 @@ from core.auth import create_api_token, create_user
 from core.db import get_engine, session_scope
 from core.intake import Incoming, store_emails
 from core.mailbox import wait_for_prediction
-from core.models import Prediction, Role, TrainedModel, Verdict
+from core.models import Email, Prediction, Role, TrainedModel, Verdict
 from tests.servers import spamsift_web
 
 
@@ -51,10 +51,13 @@ def test_a_waiting_request_is_woken_by_the_verdict_and_does_not_poll(committed):
     waiter.start()
     time.sleep(0.5)
     with session_scope() as session:
-        session.add(Prediction(email_id=email_id, model_id=model_id, p_spam=0.9,
-                               verdict=Verdict.SPAM, thresholds={}, evidence={},
-                               latency_ms=1.0))
-        committed_at = time.monotonic()
+        prediction = Prediction(email_id=email_id, model_id=model_id, p_spam=0.9,
+                                verdict=Verdict.SPAM, thresholds={}, evidence={},
+                                latency_ms=1.0)
+        session.add(prediction)
+        session.flush()
+        session.get(Email, email_id).verdict_id = prediction.id
+    committed_at = time.monotonic()
     waiter.join(timeout=30)
     assert result["prediction"].verdict == Verdict.SPAM
     assert result["at"] - committed_at < 5  # woken by the commit, long before the deadline

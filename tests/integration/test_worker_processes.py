@@ -24,8 +24,9 @@ from core.models import Email, EmailStatus, Job, JobState
 from tests.conftest import REPO_ROOT
 from tests.integration import worker_tasks as tasks
 from tests.waiting import wait_for
-from workers.app import BULK, CLASSIFY_EMAIL, QUEUES, REALTIME, celery_app
-from workers.app import send as workers_send
+from workers.app import celery_app
+from workers.names import BULK, CLASSIFY_EMAIL, QUEUES, REALTIME
+from workers.client import send as workers_send
 
 
 def start_worker(argv: list[str], log_path, pythonpath: tuple = (), **settings

@@ -20,7 +20,7 @@ from core import services
 from core.jobs import advance_job
 from core.models import Email
 from workers.app import DbTask, celery_app
-from workers.ingest import apply_parse
+from workers.pipeline import parse as apply_parse
 
 TEST_QUEUE = "spamsift-test-misbehaving"
 PARSE_OR_DIE = "spamsift.test.parse_or_die"

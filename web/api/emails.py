@@ -9,13 +9,13 @@ from sqlalchemy.exc import DBAPIError
 from core.config import get_settings
 from core.db import session_scope
 from core.feedback import set_label
-from core.intake import Incoming, store_emails
-from core.mailbox import MailFilter, latest_prediction, list_emails, wait_for_prediction
+from core.mailbox import MailFilter, list_emails, wait_for_prediction
 from core.models import Email, EmailStatus, Label, Scope, Verdict
 from web.api.schemas import (ClassifyQuery, ClassifyResult, EmailPage, EmailQuery,
                              EmailWithPrediction, FeedbackSchema, LabelRequest)
+from core.verdicts import verdict_of, verdict_view
 from web.auth import api_auth, api_user
-from workers.app import CLASSIFY_EMAIL, BrokerUnavailable, send
+from workers.client import accept_message
 
 blueprint = Blueprint("api_emails", __name__, description="Mail, labels and verdicts")
 SECURITY = [{"bearerAuth": []}]
@@ -56,7 +56,7 @@ def get_mail(email_id: int):
     """One email: headers, text, attachments, defects, and its latest verdict."""
     with session_scope() as session:
         email = get_email_or_404(session, email_id)
-        return {"email": email, "prediction": latest_prediction(session, email_id)}
+        return {"email": email, "prediction": verdict_of(session, email_id)}
 
 
 @blueprint.route("/emails/<int:email_id>/raw")
@@ -98,21 +98,12 @@ def classify(query):
     if len(raw) > get_settings().max_message_bytes:
         abort(413, message="message over SPAMSIFT_MAX_MESSAGE_BYTES")
     try:
-        with session_scope() as session:
-            [stored] = store_emails(session, [Incoming(raw=raw, source="api")])
+        stored = accept_message(raw, "api")
     except DBAPIError:
         abort(503, message="database unavailable; retry later")
-    if stored.created:
-        try:
-            send(CLASSIFY_EMAIL, [stored.email_id])
-        except BrokerUnavailable:
-            pass  # stored; the reconciler will classify it
     prediction = wait_for_prediction(stored.email_id, min(
         query["wait"], get_settings().longest_request_wait_ms))
     result = {"id": stored.email_id, "duplicate": not stored.created, "status": "accepted"}
     if prediction is None:
         return result, 202
-    return {**result, "status": "classified", "verdict": prediction.verdict.value,
-            "p_spam": prediction.p_spam, "model_id": prediction.model_id,
-            "thresholds": prediction.thresholds,
-            "evidence": prediction.evidence.get("neighbors", [])}
+    return {**result, "status": "classified", **verdict_view(prediction)}

@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from core.db import session_scope
 from core.models import TrainedModel
-from core.registry import UnknownModel, activate, get_model, roll_back
+from core.registry import UnknownModel, get_model
 from web.api.schemas import JobSchema, ModelDetail, ModelSchema, TrainRequest
 from web.auth import api_auth
-from workers.app import classify_waiting_after_commit, queue_training
+from workers.client import activate_model, queue_training, roll_back_model
 
 blueprint = Blueprint("api_models", __name__, description="The model registry")
 SECURITY = [{"bearerAuth": []}]
@@ -54,15 +54,13 @@ def train(body):
 @api_auth(admin=True)
 @blueprint.response(200, ModelSchema)
 @blueprint.doc(security=SECURITY)
-def activate_model(model_id: int):
-    """Make a model the active one."""
+def activate(model_id: int):
+    """Make a model the active one; it re-scores the mail in the background (a job)."""
     with session_scope() as session:
         try:
-            model = activate(session, model_id)
+            return activate_model(session, model_id)
         except UnknownModel as exc:
             abort(404, message=str(exc))
-        classify_waiting_after_commit(session)
-        return model
 
 
 @blueprint.route("/models/rollback", methods=["POST"])
@@ -73,8 +71,6 @@ def rollback():
     """Activate the model that was active before the current one."""
     with session_scope() as session:
         try:
-            model = roll_back(session)
+            return roll_back_model(session)
         except UnknownModel as exc:
             abort(409, message=str(exc))
-        classify_waiting_after_commit(session)
-        return model

@@ -149,14 +149,24 @@ class ClassifyQuery(Schema):
 
 
 class ClassifyResult(Schema):
+    """``core.verdicts.verdict_view`` once classified; only the first three before."""
+
     id = fields.Integer()
     duplicate = fields.Boolean()
-    status = fields.String()
-    verdict = fields.String(allow_none=True)
-    p_spam = fields.Float(allow_none=True)
-    model_id = fields.Integer(allow_none=True)
-    thresholds = fields.Dict(allow_none=True)
-    evidence = fields.List(fields.Dict(), allow_none=True)
+    status = fields.String(metadata={"description": "accepted, or classified"})
+    verdict = fields.String(metadata={"description": "spam, unsure or ham"})
+    p_spam = fields.Float()
+    spam_score = fields.Float(metadata={"description": "p_spam rounded to 4 places"})
+    spam_flag = fields.Boolean()
+    thresholds = fields.Dict(metadata={"description": "spam at or above `spam`, ham below "
+                                                      "`ham`, unsure between"})
+    model_id = fields.Integer()
+    reasons = fields.Dict(metadata={"description": "what the model can say: `terms` (TF-IDF "
+                                                   "models: the terms that moved the score "
+                                                   "most), `neighbors` (encoder models: the "
+                                                   "nearest labeled emails)"})
+    latency_ms = fields.Float()
+    classified_at = fields.String()
 
 
 class SearchQuery(Schema):

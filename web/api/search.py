@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from flask_smorest import Blueprint, abort
-from sqlalchemy import select
 
 from core.db import session_scope
-from core.models import Chunk, Email
+from core.models import Email
 from core.search import SearchFilter, search, vector_search
 from core.vectors import document_vectors
 from web.api.schemas import AnswerSchema, AskRequest, HitSchema, SearchQuery
@@ -39,9 +38,8 @@ def search_mail(args):
 
 
 def similar_emails(session, email: Email, k: int = 10):
-    """Nearest emails in the vector space of this email's newest chunks."""
-    encoder = session.scalar(select(Chunk.encoder).where(Chunk.email_id == email.id)
-                             .order_by(Chunk.id.desc()).limit(1))
+    """Nearest emails in the vector space the email is indexed in."""
+    encoder = email.indexed_with
     if encoder is None:
         return []
     vectors = document_vectors(session, encoder, [email.id])

@@ -16,18 +16,18 @@ from core.db import session_scope
 from core.feedback import set_label
 from core.jobs import create_job, uploads_dir
 from core.mail import html_body
-from core.mailbox import (MailFilter, daily_volume, latest_prediction, latest_prediction_subquery,
-                          list_emails)
+from core.mailbox import MailFilter, daily_volume, list_emails, unindexed_count
 from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel, Verdict
-from core.registry import UnknownModel, activate, active_model, roll_back
+from core.registry import UnknownModel, active_model
 from core.search import MODES, SearchFilter, highlight_parts, search
 from web.api.search import similar_emails
 from web.auth import admin_required
 from web.dashboard import blueprint
 from web.dashboard.charts import curve_svg, volume_svg
 from web.dashboard.sanitize import sanitize_email_html
-from workers.app import (IMPORT_UPLOAD, QUEUES, classify_waiting_after_commit, queue_training,
-                         send_after_commit)
+from core.verdicts import verdict_alias, verdict_of
+from workers import client
+from workers.names import IMPORT_UPLOAD, QUEUES
 from workers.remote import ask_remote, remote_query_embedder
 
 PER_PAGE = 50
@@ -41,14 +41,17 @@ UPLOAD_SUFFIXES = (".eml", ".mbox", ".mbx", ".zip", ".tar", ".tar.gz", ".tgz", "
 def overview():
     with session_scope() as session:
         days = daily_volume(session, 30)
-        latest, rank = latest_prediction_subquery()
-        verdicts = {verdict.value: count for verdict, count in session.execute(
-            select(latest.verdict, func.count()).where(rank == 1).group_by(latest.verdict))}
+        verdict, on_verdict = verdict_alias()
+        verdicts = {value.value: count for value, count in session.execute(
+            select(verdict.verdict, func.count()).select_from(Email).join(verdict, on_verdict)
+            .group_by(verdict.verdict))}
         statuses = {status.value: count for status, count in session.execute(
             select(Email.status, func.count()).group_by(Email.status))}
         model = active_model(session)
+        unindexed = unindexed_count(session, client.index_space())
     return render_template("dashboard/overview.html", chart=volume_svg(days), days=days,
-                           verdicts=verdicts, statuses=statuses, model=model,
+                           verdicts=verdicts, statuses=statuses, unindexed=unindexed,
+                           model=model,
                            queues=_queue_depths(), workers=_workers())
 
 
@@ -56,8 +59,8 @@ def _queue_depths() -> dict[str, int | None]:
     from core import services
 
     try:
-        client = services.redis_client()
-        return {queue: client.llen(queue) for queue in QUEUES}
+        redis = services.redis_client()
+        return {queue: redis.llen(queue) for queue in QUEUES}
     except Exception:
         return {queue: None for queue in QUEUES}
 
@@ -108,12 +111,13 @@ def email_detail(email_id: int):
         email = session.get(Email, email_id)
         if email is None:
             abort(404)
-        prediction = latest_prediction(session, email_id)
+        prediction = verdict_of(session, email_id)
         model = session.get(TrainedModel, prediction.model_id) if prediction else None
         similar = similar_emails(session, email)
     html = html_body(email.raw)
     return render_template("dashboard/email.html", email=email, prediction=prediction,
                            model=model, similar=similar,
+                           indexed=email.indexed_with == client.index_space(),
                            safe_html=sanitize_email_html(html) if html else None)
 
 
@@ -196,7 +200,7 @@ def train():
         abort(400, description="unknown model kind")
     pooling = request.form.get("pooling") or None
     with session_scope() as session:
-        job_id = queue_training(session, kind, pooling).id
+        job_id = client.queue_training(session, kind, pooling).id
     return redirect(url_for("dashboard.job_detail", job_id=job_id))
 
 
@@ -205,8 +209,7 @@ def train():
 def activate_model(model_id: int):
     try:
         with session_scope() as session:
-            activate(session, model_id)
-            classify_waiting_after_commit(session)
+            client.activate_model(session, model_id)
         flash(f"Model {model_id} is active.", "ok")
     except UnknownModel as exc:
         flash(str(exc), "error")
@@ -218,8 +221,7 @@ def activate_model(model_id: int):
 def rollback_model():
     try:
         with session_scope() as session:
-            model = roll_back(session)
-            classify_waiting_after_commit(session)
+            model = client.roll_back_model(session)
             flash(f"Rolled back: model {model.id} is active.", "ok")
     except UnknownModel as exc:
         flash(str(exc), "error")
@@ -266,7 +268,7 @@ def import_mail():
         job = create_job(session, "import", state=JobState.QUEUED,
                          params={"paths": [name], "source": "upload", "label": label,
                                  "upload": f"{folder.name}/{name}"})
-        send_after_commit(session, IMPORT_UPLOAD, [job.id, str(path)], {"label": label})
+        client.send_after_commit(session, IMPORT_UPLOAD, [job.id, str(path)], {"label": label})
         job_id = job.id
     current_app.logger.info("upload %s queued as job %s", name, job_id)
     return redirect(url_for("dashboard.job_detail", job_id=job_id))

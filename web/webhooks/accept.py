@@ -9,12 +9,11 @@ from flask import jsonify, request
 from sqlalchemy.exc import DBAPIError
 
 from core.config import get_settings
-from core.db import session_scope
-from core.intake import store_delivery
 from core.mailbox import wait_for_prediction
 from core.models import Prediction
+from core.verdicts import spam_headers, verdict_view
 from web.webhooks.verify import Claim
-from workers.app import CLASSIFY_EMAIL, BrokerUnavailable, send
+from workers.client import accept_message
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +66,17 @@ def accept(raw: bytes, source: str, codes: Codes, content_digest: bytes | None =
     if not raw.strip():
         return _refuse(claim, error(codes.reject, "empty message"))
     try:
-        with session_scope() as session:
-            stored = store_delivery(session, raw, source, content_digest)
+        stored = accept_message(raw, source, content_digest)
     except DBAPIError as exc:
         log.error("webhook %s: database unavailable: %s", source, exc)
         return _refuse(claim, retry_later("database unavailable"))
-    if stored.created:
-        try:
-            send(CLASSIFY_EMAIL, [stored.email_id])
-        except BrokerUnavailable as exc:
-            # The email is safe in the database; the reconciler will classify it.
-            log.warning("webhook %s: email %s stored, not enqueued: %s", source,
-                        stored.email_id, exc)
     body = {"id": stored.email_id, "duplicate": not stored.created, "status": "accepted",
             "status_url": f"/api/emails/{stored.email_id}"}
     prediction = _wait_for_verdict(stored.email_id, request.args.get("wait"))
     if prediction is None:
         return jsonify(body), codes.accepted
-    body.update(status="classified", verdict=prediction.verdict.value, p_spam=prediction.p_spam,
-                thresholds=prediction.thresholds, model_id=prediction.model_id,
-                spam_flag=prediction.verdict.value == "spam", spam_score=round(prediction.p_spam, 4))
-    response = jsonify(body)
-    response.headers["X-Spam-Flag"] = "YES" if prediction.verdict.value == "spam" else "NO"
-    response.headers["X-Spam-Score"] = f"{prediction.p_spam:.4f}"
-    response.headers["X-Spam-Status"] = prediction.verdict.value
+    response = jsonify({**body, "status": "classified", **verdict_view(prediction)})
+    response.headers.update(spam_headers(prediction))
     return response, 200
 
 

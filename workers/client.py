@@ -1,0 +1,115 @@
+"""What the web app and the CLI may call: enqueue work, take in one message, change models.
+
+Nothing here loads a model. Work is enqueued only once the rows it reads are committed; a
+broker that is down never loses mail, because the reconciler re-sends what was left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from core.config import get_settings
+from core.db import after_commit, session_scope
+from core.intake import Stored, store_delivery
+from core.jobs import create_job
+from core.models import JobState, TrainedModel
+from core.registry import activate, roll_back
+from ml.encoder import encoder_name
+from workers.app import celery_app
+from workers.names import CLASSIFY_EMAIL, RESCORE, TASK_ROUTES, TRAIN_MODEL
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker refused a message; the reconciler will enqueue the work later."""
+
+
+def send(name: str, args: Sequence = (), kwargs: dict | None = None) -> None:
+    """Enqueue a task by name on its queue; raises ``BrokerUnavailable`` if the broker is down."""
+    try:
+        # No time limits in the message: the worker that runs it applies its queue's own
+        # (Celery would stamp the sender's, where the task is registered).
+        celery_app.send_task(
+            name, args=list(args), kwargs=kwargs or {}, queue=TASK_ROUTES[name]["queue"],
+            time_limit=None, soft_time_limit=None,
+            retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
+                                      "interval_step": 0.5},
+        )
+    except Exception as exc:  # kombu raises OperationalError and friends
+        raise BrokerUnavailable(f"broker unavailable: {exc}") from exc
+
+
+def send_after_commit(session: Session, name: str, args: Sequence = (),
+                      kwargs: dict | None = None) -> None:
+    """Enqueue once the session commits. A broker failure is logged, not raised: the rows are
+    safe in the database and the reconciler will pick them up."""
+
+    def enqueue() -> None:
+        try:
+            send(name, args, kwargs)
+        except BrokerUnavailable as exc:
+            log.warning("%s not enqueued (%s); the reconciler will retry", name, exc)
+
+    after_commit(session, enqueue)
+
+
+def send_in_batches(name: str, ids: Sequence[int], batch_size: int, **kwargs) -> None:
+    for start in range(0, len(ids), batch_size):
+        send(name, [list(ids[start:start + batch_size])], kwargs)
+
+
+def index_space() -> str:
+    """The vector space search uses (configured encoder, pooling and backend), named without
+    loading the encoder."""
+    settings = get_settings()
+    return encoder_name(settings.encoder_package, settings.encoder_pooling)
+
+
+def accept_message(raw: bytes, source: str, content_digest: bytes | None = None) -> Stored:
+    """Take in one message (webhooks, ``/api/classify``, ``spamsift classify``): store it,
+    recognising a retry of one already stored (``core.intake.store_delivery``), commit, and
+    send a new one to the realtime queue. Raises SQLAlchemy's ``DBAPIError`` when the database
+    is unavailable (nothing stored: the caller answers so the sender retries)."""
+    with session_scope() as session:
+        stored = store_delivery(session, raw, source, content_digest)
+        if stored.created:
+            send_after_commit(session, CLASSIFY_EMAIL, [stored.email_id])
+    return stored
+
+
+def rescore_after_commit(session: Session, model: TrainedModel) -> int:
+    """A model became active: once committed, it judges the mail judged by another model, or
+    by none (recent and unlabeled mail first; ``workers.tasks.rescore``). Returns the job id
+    that shows the progress."""
+    job = create_job(session, "rescore", state=JobState.QUEUED,
+                     params={"model_id": model.id})
+    send_after_commit(session, RESCORE, [job.id])
+    return job.id
+
+
+def activate_model(session: Session, model_id: int) -> TrainedModel:
+    model = activate(session, model_id)
+    rescore_after_commit(session, model)
+    return model
+
+
+def roll_back_model(session: Session) -> TrainedModel:
+    """Activate the model that was active before; mail it judged points at its verdicts
+    again without being judged twice."""
+    model = roll_back(session)
+    rescore_after_commit(session, model)
+    return model
+
+
+def queue_training(session: Session, kind: str, pooling: str | None = None,
+                   make_active: bool = True):
+    """Create a queued training job and send it to the training queue once committed."""
+    job = create_job(session, "train", state=JobState.QUEUED,
+                     params={"kind": kind, "pooling": pooling})
+    send_after_commit(session, TRAIN_MODEL, [job.id, kind],
+                      {"pooling": pooling, "make_active": make_active})
+    return job

@@ -1,0 +1,231 @@
+"""Parse → verdict → index: the one way a stored email becomes a verdict and a search entry.
+
+Webhooks, ``/api/classify``, ``spamsift classify``, imports, re-scoring, ``spamsift eval`` and
+the benchmarks all come through here; the Celery tasks (``workers.tasks``) only load rows and
+call it.
+
+- A verdict reads only what its model needs: a TF-IDF model reads the text; an encoder model
+  one classification window (the first ``SPAMSIFT_CLASSIFY_WINDOW`` tokens of subject and
+  body) embedded the way the model was trained (its pooling and backend).
+- Indexing (every chunk of the text, for search) is apart: bulk work after the verdict.
+- Idempotent: one prediction per email and model, inserted with ``ON CONFLICT DO NOTHING``;
+  the email's verdict (``emails.verdict_id``) points at the active model's prediction, so
+  running any step twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core.config import get_settings
+from core.mail import parse_email, text_for_model
+from core.models import Email, EmailStatus, Prediction, TrainedModel, Verdict
+from core.registry import active_model
+from core.search import SearchFilter, vector_search
+from core.vectors import store_chunks
+from ml.classifiers import LINEAR, READS_TEXT
+from ml.thresholds import Thresholds
+from workers.client import send_after_commit
+from workers.names import DELIVER_VERDICT
+from workers.runtime import classifier_for, get_encoder
+
+# Sources of mail that arrives one message at a time (``webhook:<provider>``, ``api``, ``cli``):
+# judged on the realtime queue, and its verdict posted to the callback URL.
+REALTIME_SOURCES = ("webhook", "api", "cli")
+# Linear models trained before classification windows read the first chunk's worth.
+DEFAULT_WINDOW = 256
+
+
+def is_realtime(source: str) -> bool:
+    return source.split(":", 1)[0] in REALTIME_SOURCES
+
+
+# -- parse -----------------------------------------------------------------------------------
+
+def parse(email: Email) -> None:
+    """Fill an email's parsed fields from its raw bytes (idempotent)."""
+    parsed = parse_email(email.raw)
+    email.message_id = email.message_id or parsed.message_id
+    email.subject = parsed.subject
+    email.sender = parsed.sender
+    email.recipients = parsed.recipients
+    email.sent_at = parsed.sent_at
+    email.headers = parsed.headers
+    email.text = parsed.text
+    email.attachments = parsed.attachments
+    email.defects = parsed.defects
+    if email.status in (EmailStatus.RECEIVED, EmailStatus.FAILED):
+        email.status = EmailStatus.PARSED
+        email.status_message = None
+
+
+def model_text(subject: str | None, body: str | None) -> str:
+    """What every model reads of an email: subject and body (no other headers)."""
+    return text_for_model(subject, body, get_settings().model_text_chars)
+
+
+# -- verdict ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EncoderInput:
+    """How an encoder model reads mail: its pooling, window (tokens) and backend."""
+
+    pooling: str
+    window: int
+    backend: str
+
+    @classmethod
+    def of(cls, model: TrainedModel) -> EncoderInput:
+        params = model.params or {}
+        return cls(params.get("pooling", "cls"), int(params.get("window", DEFAULT_WINDOW)),
+                   params.get("backend", "torch"))
+
+    @classmethod
+    def configured(cls, pooling: str | None = None) -> EncoderInput:
+        settings = get_settings()
+        return cls(pooling or settings.encoder_pooling, settings.classify_window,
+                   settings.encoder_backend)
+
+    def space(self) -> str:
+        """The name of the vector space these vectors live in."""
+        return get_encoder(self.backend).name_for(self.pooling)
+
+
+def window_vectors(texts: Sequence[str], how: EncoderInput) -> np.ndarray:
+    """One vector per text: its first ``how.window`` tokens."""
+    return get_encoder(how.backend).embed(list(texts), how.pooling, max_length=how.window)
+
+
+@dataclass
+class Scores:
+    p_spam: np.ndarray
+    reasons: list[dict]  # per text: what the model can say about its verdict
+    vectors: np.ndarray | None = None  # encoder models: the window vectors (for evidence)
+
+
+def score_texts(model: TrainedModel, texts: Sequence[str], reason_terms: int = 5) -> Scores:
+    """p(spam) of each text by ``model``, reading what the model needs and nothing else;
+    TF-IDF models also name the ``reason_terms`` terms that weighed most."""
+    classifier = classifier_for(model)
+    texts = list(texts)
+    if model.kind in READS_TEXT:
+        reasons = ([{"terms": terms} for terms in classifier.reasons(texts, reason_terms)]
+                   if reason_terms else [{} for _ in texts])
+        return Scores(np.asarray(classifier.predict_proba(texts), dtype=float), reasons)
+    if model.kind == LINEAR:
+        how = EncoderInput.of(model)
+        vectors = window_vectors(texts, how)
+        return Scores(np.asarray(classifier.predict_proba(vectors), dtype=float),
+                      [{} for _ in texts], vectors)
+    raise ValueError(f"cannot score with a model of kind {model.kind!r}")
+
+
+def judge(session: Session, emails: list[Email], started: float | None = None,
+          evidence: bool = False) -> dict[int, int]:
+    """Give each email the active model's verdict; returns each email's prediction id. Mail
+    still ``received`` is parsed first, also when no model is active (it waits ``parsed``).
+    An email the active model has judged already keeps that prediction (a redelivered task,
+    a roll back): only the email's pointer moves.
+    ``evidence`` adds the nearest labeled emails to encoder verdicts (realtime mail).
+    Each first verdict of realtime mail is posted to the callback URL once, after the commit.
+    """
+    started = started if started is not None else time.perf_counter()
+    for email in emails:
+        if email.status == EmailStatus.RECEIVED:
+            parse(email)
+    model = active_model(session)
+    if model is None or not emails:
+        return {}
+    judged = _predictions_of(session, model.id, [e.id for e in emails])
+    todo = [e for e in emails if e.id not in judged]
+    created: set[int] = set()
+    if todo:
+        created = _insert_predictions(session, model, todo, started, evidence)
+        judged = _predictions_of(session, model.id, [e.id for e in emails])
+    first_verdicts = [e for e in emails if e.verdict_id is None and judged[e.id] in created]
+    for email in emails:
+        email.verdict_id = judged[email.id]
+        email.status = EmailStatus.CLASSIFIED
+        email.status_message = None
+    session.flush()
+    if get_settings().callback_url:
+        for email in first_verdicts:
+            if is_realtime(email.source):
+                send_after_commit(session, DELIVER_VERDICT, [judged[email.id]])
+    return judged
+
+
+def _insert_predictions(session: Session, model: TrainedModel, emails: list[Email],
+                        started: float, evidence: bool) -> set[int]:
+    """Score ``emails`` and insert their predictions, skipping any (email, model) pair that
+    exists by now; returns the ids of the rows inserted."""
+    scores = score_texts(model, [model_text(e.subject, e.text) for e in emails])
+    thresholds = Thresholds.from_dict(model.thresholds)
+    k = get_settings().evidence_k if evidence else 0
+    elapsed_ms = (time.perf_counter() - started) * 1000 / len(emails)
+    rows = []
+    for index, (email, p) in enumerate(zip(emails, scores.p_spam)):
+        reasons = dict(scores.reasons[index])
+        if scores.vectors is not None and k > 0:
+            reasons["neighbors"] = nearest_labeled(session, model.encoder, scores.vectors[index],
+                                                   k, email.id)
+        rows.append({"email_id": email.id, "model_id": model.id, "p_spam": float(p),
+                     "verdict": Verdict(thresholds.verdict(float(p))),
+                     "thresholds": thresholds.to_dict(), "evidence": reasons,
+                     "latency_ms": round(elapsed_ms, 2)})
+    return set(session.scalars(
+        insert(Prediction).values(rows)
+        .on_conflict_do_nothing(index_elements=["email_id", "model_id"])
+        .returning(Prediction.id)))
+
+
+def _predictions_of(session: Session, model_id: int, email_ids: list[int]) -> dict[int, int]:
+    return dict(session.execute(
+        select(Prediction.email_id, Prediction.id)
+        .where(Prediction.model_id == model_id, Prediction.email_id.in_(email_ids))).all())
+
+
+def nearest_labeled(session: Session, space: str, vector: np.ndarray, k: int,
+                    exclude_email_id: int) -> list[dict]:
+    """The evidence of an encoder verdict: the k labeled emails nearest to the email's window,
+    best first, among the indexed mail of the same vector space."""
+    hits = vector_search(session, space, vector, k, SearchFilter(label="any"),
+                         exclude_email_id=exclude_email_id)
+    return [{"email_id": hit.email_id, "label": hit.label, "subject": hit.subject,
+             "similarity": round(hit.score, 4)} for hit in hits]
+
+
+# -- index -----------------------------------------------------------------------------------
+
+def index(session: Session, emails: list[Email]) -> int:
+    """Make ``emails`` searchable by meaning: chunk the whole text, embed every chunk, store
+    them; returns how many were indexed. The slow part runs without holding any row, and the
+    write locks the emails only briefly, so labels and verdicts are never kept waiting."""
+    encoder = get_encoder()
+    space = encoder.name
+    todo = [e for e in emails if e.indexed_with != space and e.status != EmailStatus.RECEIVED]
+    if not todo:
+        return 0
+    owners, chunks = [], []
+    for email in todo:
+        for chunk in encoder.chunk(model_text(email.subject, email.text)):
+            owners.append(email.id)
+            chunks.append(chunk)
+    vectors = encoder.embed([chunk.text for chunk in chunks])
+    ids = [e.id for e in todo]
+    # Two index runs over the same emails take turns here; the second replaces the first.
+    session.execute(text("SELECT id FROM emails WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+                    {"ids": ids})
+    store_chunks(session, space, [
+        (owner, c.ordinal, c.text, c.char_start, c.char_end, vector)
+        for owner, c, vector in zip(owners, chunks, vectors)])
+    session.execute(update(Email).where(Email.id.in_(ids)).values(indexed_with=space)
+                    .execution_options(synchronize_session=False))
+    return len(todo)

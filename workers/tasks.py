@@ -1,0 +1,135 @@
+"""The pipeline's Celery tasks: load rows, call ``workers.pipeline``, enqueue what follows.
+
+Every task re-reads its rows and is safe to run twice (a redelivered message, a re-send by
+the reconciler): what is done already is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+
+from celery import shared_task
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import OperationalError
+
+from core.config import get_settings
+from core.jobs import advance_job, finish_job, start_job
+from core.models import Email, EmailStatus, Job, JobState, Prediction
+from core.registry import active_model
+from workers.app import DbTask
+from workers.client import send, send_after_commit
+from workers.names import CLASSIFY_EMAIL, CLASSIFY_EMAILS, INDEX_EMAILS, RESCORE
+from workers.pipeline import REALTIME_SOURCES, index, judge
+
+# Delivered mail waiting longer than this is the reconciler's, not a realtime batch's.
+REALTIME_CLAIM_SECONDS = 60
+RESCORE_BATCH = 500
+
+
+def _claim_realtime(session, email_id: int, limit: int) -> list[Email]:
+    """The email, and other delivered mail waiting for a verdict right now, locked for this
+    worker: requests that arrive together are judged (and embedded) in one batch. Rows
+    another worker holds are left to it."""
+    waiting = (Email.status.in_((EmailStatus.RECEIVED, EmailStatus.PARSED))
+               & Email.verdict_id.is_(None)
+               & or_(*(Email.source.startswith(f"{s}:") | (Email.source == s)
+                       for s in REALTIME_SOURCES))
+               & (Email.received_at > func.now() - func.make_interval(
+                   0, 0, 0, 0, 0, 0, REALTIME_CLAIM_SECONDS)))
+    return list(session.scalars(
+        select(Email).where(((Email.id == email_id) & (Email.status != EmailStatus.FAILED))
+                            | waiting)
+        .order_by((Email.id != email_id), Email.id).limit(limit)
+        .with_for_update(skip_locked=True)))
+
+
+@shared_task(name=CLASSIFY_EMAIL, base=DbTask, bind=True)
+def classify_email(self: DbTask, email_id: int) -> int | None:
+    """One delivered email, as fast as possible, with whatever arrived beside it. Returns its
+    prediction id (None when no model is active, or another worker judges it)."""
+    started = time.perf_counter()
+    emails = _claim_realtime(self.session, email_id, get_settings().realtime_batch)
+    if not emails:
+        return None
+    judged = judge(self.session, emails, started, evidence=True)
+    send_after_commit(self.session, INDEX_EMAILS, [[e.id for e in emails]])
+    return judged.get(email_id)
+
+
+@shared_task(name=CLASSIFY_EMAILS, base=DbTask, bind=True, autoretry_for=(OperationalError,),
+             retry_backoff=True, max_retries=5)
+def classify_emails(self: DbTask, email_ids: list[int], job_id: int | None = None) -> int:
+    """A batch of imported mail: parse, judge with the active model, then index apart."""
+    emails = list(self.session.scalars(
+        select(Email).where(Email.id.in_(email_ids), Email.status != EmailStatus.FAILED)
+        .order_by(Email.id).with_for_update(skip_locked=True)))
+    judge(self.session, emails)
+    if emails:
+        send_after_commit(self.session, INDEX_EMAILS, [[e.id for e in emails]])
+    if job_id is not None:
+        advance_job(self.session, job_id, len(emails))
+    return len(emails)
+
+
+@shared_task(name=INDEX_EMAILS, base=DbTask, bind=True, autoretry_for=(OperationalError,),
+             retry_backoff=True, max_retries=5)
+def index_emails(self: DbTask, email_ids: list[int]) -> int:
+    """Chunks and vectors for search, after the verdict."""
+    emails = list(self.session.scalars(
+        select(Email).where(Email.id.in_(email_ids)).order_by(Email.id)))
+    self.session.commit()  # hold nothing, not even a table lock, while embedding
+    return index(self.session, emails)
+
+
+def needs_rescore(model_id: int):
+    """Mail with text whose verdict is not the model's (or that has none)."""
+    return (Email.status.in_((EmailStatus.PARSED, EmailStatus.CLASSIFIED))
+            & ~select(Prediction.id).where(Prediction.id == Email.verdict_id,
+                                           Prediction.model_id == model_id).exists())
+
+
+@shared_task(name=RESCORE, base=DbTask, bind=True)
+def rescore(self: DbTask, job_id: int | None = None) -> int:
+    """The active model judges all mail judged by another model or by none: unlabeled mail
+    first, newest first, a batch per transaction, progress in the job. Stops when another
+    model is activated (that activation starts its own job); hands the rest to a new message
+    when it nears the bulk time limit. Returns how many emails it judged."""
+    session = self.session
+    settings = get_settings()
+    model = active_model(session)
+    job = session.get(Job, job_id) if job_id is not None else None
+    if model is None or (job is not None and (job.params.get("model_id") != model.id
+                                              or job.state not in (JobState.QUEUED,
+                                                                   JobState.RUNNING))):
+        if job is not None and job.state in (JobState.QUEUED, JobState.RUNNING):
+            finish_job(session, job, JobState.CANCELLED, message="another model is active")
+        return 0
+    if job is not None and job.state == JobState.QUEUED:
+        start_job(session, job, total=session.scalar(
+            select(func.count()).select_from(Email).where(needs_rescore(model.id))))
+    session.commit()
+    deadline = time.monotonic() + settings.bulk_time_limit / 2
+    judged = 0
+    while True:
+        batch = list(session.scalars(
+            select(Email).where(needs_rescore(model.id))
+            .order_by(Email.label.is_not(None), Email.received_at.desc(), Email.id.desc())
+            .limit(RESCORE_BATCH).with_for_update(skip_locked=True)))
+        if not batch:
+            break
+        judge(session, batch)
+        judged += len(batch)
+        if job is not None:
+            advance_job(session, job.id, len(batch))
+        session.commit()
+        if active_model(session).id != model.id:
+            return judged
+        if time.monotonic() > deadline:
+            send(RESCORE, [job_id])
+            return judged
+    if job is not None:
+        session.refresh(job)
+        if job.state in (JobState.QUEUED, JobState.RUNNING):
+            finish_job(session, job, JobState.SUCCEEDED,
+                       message=f"model {model.id} judged {job.done} emails")
+    return judged
