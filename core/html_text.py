@@ -48,7 +48,8 @@ def html_to_text(html: str) -> str:
     try:
         return normalise_whitespace(_visible_text(html, None))
     except _PARSER_ERRORS:
-        # As BeautifulSoup did: let libxml2 decode the document from UTF-8 bytes instead.
+        # As BeautifulSoup did for lxml builds that refuse some Unicode input: let libxml2
+        # decode the document from UTF-8 bytes instead.
         return normalise_whitespace(_visible_text(html.encode("utf-8"), "utf8"))
 
 

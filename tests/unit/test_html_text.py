@@ -30,6 +30,11 @@ def test_ruby_annotations_are_left_out():
     assert html_to_text("<ruby>漢<rp>(</rp><rt>kan</rt><rp>)</rp>字</ruby>") == "漢字"
 
 
+def test_html_to_text_keeps_block_structure():
+    html = "<div>one</div><div>two<br>three</div><ul><li>a</li><li>b</li></ul>"
+    assert html_to_text(html) == "one\ntwo\nthree\na\nb"
+
+
 def test_blocks_and_cells_end_lines_in_broken_markup():
     assert html_to_text("<p>one<p>two<div>three") == "one\ntwo\nthree"
     assert html_to_text("<ul><li>one<li>two</ul>after") == "one\ntwo\n\nafter"

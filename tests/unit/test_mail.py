@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.html_text import html_to_text
-from core.mail import _parse_message, is_probably_email, parse_email, raw_header, text_for_model
+from core.mail import (_parse_message, html_body, is_probably_email, parse_email, raw_header,
+                       text_for_model)
 
 MAIL_FIXTURES = sorted(
     p.name for p in (Path(__file__).parents[1] / "fixtures" / "mail").glob("*.eml"))
@@ -176,11 +176,6 @@ def test_never_raises_on_garbage(raw):
     assert isinstance(parsed.text, str) and isinstance(parsed.defects, list)
 
 
-def test_html_to_text_keeps_block_structure():
-    html = "<div>one</div><div>two<br>three</div><ul><li>a</li><li>b</li></ul>"
-    assert html_to_text(html) == "one\ntwo\nthree\na\nb"
-
-
 def test_text_for_model_truncates_but_keeps_subject():
     assert text_for_model("Hello", "x" * 100, max_chars=20) == "Hello\n\n" + "x" * 13
 
@@ -223,3 +218,9 @@ def test_message_class_answers_as_policy_default_message(mail_fixture, name):
             assert getattr(part, getter)() == getattr(expected, getter)(), getter
         assert part.get_payload(decode=True) == expected.get_payload(decode=True)
         assert [str(d) for d in part.defects] == [str(d) for d in expected.defects]
+
+
+def test_html_body_is_the_html_alternative(mail_fixture):
+    assert html_body(mail_fixture("alternative.eml")).strip() == (
+        "<p>HTML version of the newsletter.</p>")
+    assert html_body(mail_fixture("plain.eml")) is None
