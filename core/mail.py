@@ -7,16 +7,18 @@ could not honour and structures it had to guess at).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email import policy
 from email.header import decode_header, make_header
-from email.message import Message
+from email.headerregistry import UnstructuredHeader
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
-from bs4 import BeautifulSoup, Comment
+from core.html_text import html_to_text, normalise_whitespace
 
 # Headers every well-formed message carries (RFC 5322 requires From and Date).
 REQUIRED_HEADERS = ("From", "Date", "Subject", "Message-ID")
@@ -25,16 +27,10 @@ REQUIRED_HEADERS = ("From", "Date", "Subject", "Message-ID")
 MAX_DEPTH = 20
 
 _FALLBACK_CHARSETS = ("utf-8", "cp1252")
-_HIDDEN_STYLE = re.compile(
-    r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d]*[1-9])", re.I
-)
-_DROPPED_TAGS = ("head", "script", "style", "noscript", "template", "iframe", "object",
-                 "embed", "svg", "canvas")
-_BLOCK_TAGS = ("p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5",
-               "h6", "blockquote", "pre", "hr", "section", "article", "header", "footer",
-               "td", "th", "dt", "dd", "address")
-_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
-_BLANK_LINES = re.compile(r"\n{3,}")
+# The stdlib parser keeps bytes it cannot decode as these lone surrogates (surrogateescape).
+_ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
+# Longer header values are parsed each time they are read, not kept in memory.
+_MAX_REMEMBERED_HEADER = 1000
 
 
 @dataclass
@@ -54,9 +50,13 @@ def sha256(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
 
 
+def has_escaped_bytes(value: str) -> bool:
+    return not value.isascii() and _ESCAPED_BYTES.search(value) is not None
+
+
 def clean_text(value: str) -> str:
     """Make a string safe to store: undo surrogate escapes, drop NULs (PostgreSQL refuses them)."""
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
+    if has_escaped_bytes(value):
         value = decode_bytes(value.encode("utf-8", "surrogateescape"), None)[0]
     return value.replace("\x00", "")
 
@@ -92,32 +92,6 @@ def raw_header(raw: bytes, name: str) -> str | None:
         return None
     value = re.sub(rb"\r?\n[ \t]+", b" ", match.group(1)).strip()
     return clean_text(decode_bytes(value, None)[0]) or None
-
-
-def html_to_text(html: str) -> str:
-    """Visible text of an HTML document: scripts, styles and hidden elements are dropped."""
-    soup = BeautifulSoup(html, "lxml")
-    for element in soup.find_all(_DROPPED_TAGS):
-        element.decompose()
-    for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
-        comment.extract()
-    for element in soup.find_all(True):
-        if element.decomposed:
-            continue
-        attrs = element.attrs or {}
-        if ("hidden" in attrs or _HIDDEN_STYLE.search(str(attrs.get("style", "")))
-                or (element.name == "input" and str(attrs.get("type", "")).lower() == "hidden")):
-            element.decompose()
-    for element in soup.find_all(_BLOCK_TAGS):
-        element.insert_after("\n")
-        if element.name in ("td", "th"):
-            element.insert_after(" ")
-    return normalise_whitespace(soup.get_text())
-
-
-def normalise_whitespace(text: str) -> str:
-    lines = (_SPACES.sub(" ", line).strip() for line in text.replace("\r", "").split("\n"))
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
 def text_for_model(subject: str | None, text: str | None, max_chars: int) -> str:
@@ -249,17 +223,68 @@ def _payload_bytes(part: Message, reader: _Reader) -> bytes:
     return payload
 
 
+@functools.lru_cache(maxsize=512)
+def _header_class(lower_name: str) -> type:
+    """policy.default's header class for a name (its registry builds a new class per call)."""
+    return policy.default.header_factory[lower_name]
+
+
+def _parse_header(name: str, value: str):
+    """``policy.default.header_fetch_parse(name, value)``, remembered when short.
+
+    A pure function of its arguments, and the same values (Content-Type above all) recur in
+    every part and every message.
+    """
+    if len(value) > _MAX_REMEMBERED_HEADER:
+        return _new_header(name, value)
+    return _remembered_header(name, value)
+
+
+def _new_header(name: str, value: str):
+    return _header_class(name.lower())(name, value.replace("\r", "").replace("\n", ""))
+
+
+_remembered_header = functools.lru_cache(maxsize=1024)(_new_header)
+
+
+class _Message(EmailMessage):
+    """policy.default's message class, parsing each header value once.
+
+    Its getters (get_content_type, get_param, get_filename, get_content_charset, ...) fetch
+    and parse the Content-Type header again on every call, and the parser and the reader
+    call them several times for every part.
+    """
+
+    def get(self, name, failobj=None):
+        lower = name.lower()
+        for key, value in self.raw_items():
+            if key.lower() == lower:
+                if hasattr(value, "name"):  # already a header object
+                    return value
+                return _parse_header(key, value)
+        return failobj
+
+
+def _parse_message(raw: bytes) -> Message:
+    return BytesParser(_Message, policy=policy.default).parsebytes(raw)
+
+
 def _header_value(name: str, raw_value: str, reader: _Reader):
     """The parsed header object (str subclass), or plain decoded text when parsing fails.
 
     Raw 8-bit bytes (not allowed in headers, common in spam) are read as UTF-8, else cp1252.
+    Parsed as policy.default's ``header_fetch_parse`` does, but unstructured text without
+    encoded words is returned as the unfolded text the parser would give back for it.
     """
     value = raw_value
-    if any("\udc80" <= ch <= "\udcff" for ch in value):
+    if has_escaped_bytes(value):
         reader.defect(f"8-bit bytes in {name} header")
         value = decode_bytes(value.encode("ascii", "surrogateescape"), None)[0]
+    unfolded = value.replace("\r", "").replace("\n", "")
+    if "=?" not in unfolded and issubclass(_header_class(name.lower()), UnstructuredHeader):
+        return unfolded
     try:
-        return policy.default.header_fetch_parse(name, value)
+        return _parse_header(name, value)
     except Exception as exc:
         reader.defect(f"unparseable {name} header: {exc}")
     try:
@@ -299,17 +324,19 @@ def parse_email(raw: bytes) -> ParsedEmail:
     """Parse a raw message; never raises."""
     reader = _Reader()
     try:
-        message = BytesParser(policy=policy.default).parsebytes(raw)
+        message = _parse_message(raw)
     except Exception as exc:  # the parser is lenient, but be certain
         return ParsedEmail(text=clean_text(decode_bytes(raw, None)[0]),
                            defects=[f"message could not be parsed: {exc}"])
 
     parsed = ParsedEmail(message_id=raw_header(raw, "Message-ID"))
     firsts: dict[str, object] = {}
+    values: list[tuple[str, object]] = []
     for name, raw_value in message.raw_items():
         value = _header_value(name, raw_value, reader)
         parsed.headers.append([clean_text(name), clean_text(str(value))])
         firsts.setdefault(name.lower(), value)
+        values.append((name.lower(), value))
 
     parsed.subject = clean_text(str(firsts.get("subject", ""))).strip()
     from_header = firsts.get("from")
@@ -319,9 +346,9 @@ def parse_email(raw: bytes) -> ParsedEmail:
     elif from_header is not None and str(from_header).strip():
         parsed.sender = clean_text(str(from_header)).strip()
     for name in ("to", "cc"):
-        for header_name, raw_value in message.raw_items():
-            if header_name.lower() == name:
-                parsed.recipients.extend(_addresses(_header_value(name, raw_value, reader)))
+        for header_name, value in values:
+            if header_name == name:
+                parsed.recipients.extend(_addresses(value))
     parsed.sent_at = _date(firsts.get("date"), reader)
     missing = [name for name in REQUIRED_HEADERS if name.lower() not in firsts]
     if missing:
@@ -350,7 +377,7 @@ def is_probably_email(data: bytes) -> bool:
 def html_body(raw: bytes) -> str | None:
     """The message's main HTML part as text (for display, after sanitising), or None."""
     try:
-        message = BytesParser(policy=policy.default).parsebytes(raw)
+        message = _parse_message(raw)
         part = message.get_body(preferencelist=("html",))
     except Exception:
         return None

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
 
 import pytest
 
-from core.mail import html_to_text, is_probably_email, parse_email, raw_header, text_for_model
+from core.mail import (_parse_message, html_body, is_probably_email, parse_email, raw_header,
+                       text_for_model)
+
+MAIL_FIXTURES = sorted(
+    p.name for p in (Path(__file__).parents[1] / "fixtures" / "mail").glob("*.eml"))
 
 
 def test_plain_message_fields(mail_fixture):
@@ -169,11 +176,6 @@ def test_never_raises_on_garbage(raw):
     assert isinstance(parsed.text, str) and isinstance(parsed.defects, list)
 
 
-def test_html_to_text_keeps_block_structure():
-    html = "<div>one</div><div>two<br>three</div><ul><li>a</li><li>b</li></ul>"
-    assert html_to_text(html) == "one\ntwo\nthree\na\nb"
-
-
 def test_text_for_model_truncates_but_keeps_subject():
     assert text_for_model("Hello", "x" * 100, max_chars=20) == "Hello\n\n" + "x" * 13
 
@@ -182,3 +184,43 @@ def test_is_probably_email():
     assert is_probably_email(b"Received: from x\nSubject: y\n\nbody")
     assert is_probably_email(b"From someone@example.com Mon Jul 29 11:28:02 2002\nSubject: y")
     assert not is_probably_email(b"# A README\n\nNot mail.")
+
+
+def test_headers_are_stored_as_policy_default_renders_them():
+    raw = (b"Received: from a.example\r\n\tby b.example;  Mon, 2 Sep 2024 08:15:00 +0000\r\n"
+           b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and  plain\t text\r\n"
+           b"X-Tricky: tabs\tand  double  spaces (and comments) \"quotes\" =? not a word\r\n"
+           b"X-Encoded: before =?iso-8859-1?q?caf=E9?= after\r\n"
+           b"From: \"Doe, Jane\" <jane@example.org>\r\n"
+           b"To: =?utf-8?q?J=C3=BCrgen?= <j@example.de>, (comment) bob@example.com\r\n"
+           b"Date: Mon, 2 Sep 2024 08:15:00 GMT\r\n"
+           b"Message-ID: <id-1@example.org>\r\nMIME-Version: 1.0 (produced by hand)\r\n"
+           b"Content-Type: text/plain; charset=us-ascii\r\n\r\nbody\r\n")
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    expected = [[name, str(policy.default.header_fetch_parse(name, value))]
+                for name, value in message.raw_items()]
+    parsed = parse_email(raw)
+    assert parsed.headers == expected
+    assert parsed.subject == "Grüße and  plain\t text"
+    assert parsed.recipients == ["j@example.de", "bob@example.com"]
+
+
+@pytest.mark.parametrize("name", MAIL_FIXTURES)
+def test_message_class_answers_as_policy_default_message(mail_fixture, name):
+    """The parser's message class only remembers parsed headers: every answer is the same."""
+    raw = mail_fixture(name)
+    ours = list(_parse_message(raw).walk())
+    reference = list(BytesParser(policy=policy.default).parsebytes(raw).walk())
+    assert len(ours) == len(reference)
+    for part, expected in zip(ours, reference):
+        for getter in ("get_content_type", "get_content_charset", "get_filename",
+                       "get_content_disposition", "get_boundary", "is_multipart"):
+            assert getattr(part, getter)() == getattr(expected, getter)(), getter
+        assert part.get_payload(decode=True) == expected.get_payload(decode=True)
+        assert [str(d) for d in part.defects] == [str(d) for d in expected.defects]
+
+
+def test_html_body_is_the_html_alternative(mail_fixture):
+    assert html_body(mail_fixture("alternative.eml")).strip() == (
+        "<p>HTML version of the newsletter.</p>")
+    assert html_body(mail_fixture("plain.eml")) is None
