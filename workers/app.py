@@ -17,7 +17,7 @@ from core import services
 from core.config import get_settings
 from core.db import session_scope
 from workers.guard import GuardedTask
-from workers.names import BULK, QUEUES, REALTIME, TASK_ROUTES, TRAINING
+from workers.names import BULK, PRIORITY_STEPS, QUEUES, REALTIME, TASK_ROUTES, TRAINING
 
 
 def queue_time_limits(settings) -> dict[str, int]:
@@ -61,7 +61,8 @@ def _celery_config() -> dict:
         "task_serializer": "json",
         "accept_content": ["json"],
         # acks_late re-delivers unacknowledged tasks after this long: longer than any task.
-        "broker_transport_options": {"visibility_timeout": max(limits.values()) + 3600},
+        "broker_transport_options": {"visibility_timeout": max(limits.values()) + 3600,
+                                     "priority_steps": PRIORITY_STEPS},
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         # A pool process loads the active model as it starts (``_warm_up``): give it time.

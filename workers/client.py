@@ -33,9 +33,10 @@ def send(name: str, args: Sequence = (), kwargs: dict | None = None) -> None:
     try:
         # No time limits in the message: the worker that runs it applies its queue's own
         # (Celery would stamp the sender's, where the task is registered).
+        route = TASK_ROUTES[name]
         celery_app.send_task(
-            name, args=list(args), kwargs=kwargs or {}, queue=TASK_ROUTES[name]["queue"],
-            time_limit=None, soft_time_limit=None,
+            name, args=list(args), kwargs=kwargs or {}, queue=route["queue"],
+            priority=route.get("priority"), time_limit=None, soft_time_limit=None,
             retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
                                       "interval_step": 0.5},
         )

@@ -20,11 +20,18 @@ EMBED_QUERY = "spamsift.embed_query"
 ANSWER_QUESTION = "spamsift.answer_question"
 RECONCILE = "spamsift.reconcile"
 
+# Within a queue, lower numbers go first (Redis transport: 0 is the highest priority, and a
+# message without one counts as 0). Search indexing never delays a verdict, not even the
+# verdicts of a bulk import; re-scoring mail already judged waits for new mail's verdicts.
+PRIORITY_STEPS = [0, 3, 6, 9]
+RESCORE_PRIORITY = 6
+INDEX_PRIORITY = 9
+
 TASK_ROUTES = {
     CLASSIFY_EMAIL: {"queue": REALTIME},
     CLASSIFY_EMAILS: {"queue": BULK},
-    INDEX_EMAILS: {"queue": BULK},
-    RESCORE: {"queue": BULK},
+    INDEX_EMAILS: {"queue": BULK, "priority": INDEX_PRIORITY},
+    RESCORE: {"queue": BULK, "priority": RESCORE_PRIORITY},
     TRAIN_MODEL: {"queue": TRAINING},
     IMPORT_UPLOAD: {"queue": BULK},
     DELIVER_VERDICT: {"queue": REALTIME},
@@ -32,3 +39,8 @@ TASK_ROUTES = {
     ANSWER_QUESTION: {"queue": REALTIME},
     RECONCILE: {"queue": BULK},
 }
+
+
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists that hold a queue's messages, one per priority step (kombu's names)."""
+    return [queue if step == 0 else f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS]

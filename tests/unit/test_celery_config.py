@@ -22,3 +22,30 @@ def test_each_queue_has_its_time_limits_and_redelivery_waits_for_the_longest(set
     # acks_late: an unacknowledged task is delivered again after the visibility timeout, so
     # it must outlast the longest task.
     assert config["broker_transport_options"]["visibility_timeout"] > 10 * 3600
+
+
+def test_bulk_verdicts_go_before_rescoring_and_indexing_sent_earlier(settings):
+    """Index work queued first is still taken last: a bulk import's verdicts never wait
+    behind search indexing (real Redis, a database of its own, the app's own settings)."""
+    import redis
+    from celery import Celery
+
+    from tests.conftest import TEST_BROKER_URL
+    from workers.names import INDEX_EMAILS, RESCORE, TASK_ROUTES
+
+    url = TEST_BROKER_URL.rsplit("/", 1)[0] + "/14"
+    settings(BROKER_URL=url)
+    redis.Redis.from_url(url).flushdb()
+    app = Celery("priority-test", set_as_current=False)
+    app.conf.update(_celery_config())
+    for name in (INDEX_EMAILS, RESCORE, CLASSIFY_EMAILS):
+        route = TASK_ROUTES[name]
+        app.send_task(name, args=[[1]], queue=route["queue"], priority=route.get("priority"))
+    taken = []
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        while (message := channel.basic_get("bulk")) is not None:
+            taken.append(message.headers["task"])
+            channel.basic_ack(message.delivery_tag)
+    redis.Redis.from_url(url).flushdb()
+    assert taken == [CLASSIFY_EMAILS, RESCORE, INDEX_EMAILS]
