@@ -10,7 +10,7 @@ import click
 BENCHES = {
     "import": "bench.import_bench",
     "classifiers": "bench.classifier_bench",
-    "embedding": "bench.embed_bench",
+    "pipeline": "bench.pipeline_bench",
     "webhooks": "bench.webhook_bench",
     "search": "bench.search_bench",
 }
