@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from tests.conftest import REPO_ROOT
 from tests.messages import write_labeled_mail
 from tests.processes import kill_command, start_command, stop_command
-from tests.rows import each_classified_once
+from tests.rows import each_classified_once, email_count
 from tests.servers import WebServer, spamsift_web
 from tests.waiting import wait_for
 
@@ -111,8 +111,6 @@ class Stack:
                                         ) -> None:
         """Until every email is classified, once, by the active model (and there are
         ``expected`` emails, when given); fails with what is off and the logs."""
-        from tests.rows import email_count
-
         last = ""
 
         def done() -> bool:
@@ -158,17 +156,22 @@ class Posted:
 _sessions = threading.local()
 
 
-def post_raw(url: str, token: str, raw: bytes, number: int = 0, timeout: float = 30
-             ) -> Posted:
-    """POST one message to ``/webhooks/raw`` as an MTA would (a session per thread)."""
+def webhook_post(url: str, token: str, raw: bytes, timeout: float = 30) -> requests.Response:
+    """POST one message to ``/webhooks/raw`` as an MTA would (a connection per thread)."""
     session = getattr(_sessions, "session", None)
     if session is None:
         session = _sessions.session = requests.Session()
+    return session.post(f"{url}/webhooks/raw", data=raw, timeout=timeout,
+                        headers={"Authorization": f"Bearer {token}",
+                                 "Content-Type": "message/rfc822"})
+
+
+def post_raw(url: str, token: str, raw: bytes, number: int = 0, timeout: float = 30
+             ) -> Posted:
+    """``webhook_post``, timed; a failed connection is answer 0."""
     started = time.monotonic()
     try:
-        response = session.post(f"{url}/webhooks/raw", data=raw, timeout=timeout,
-                                headers={"Authorization": f"Bearer {token}",
-                                         "Content-Type": "message/rfc822"})
+        response = webhook_post(url, token, raw, timeout)
     except requests.RequestException:
         return Posted(number, 0, None, started, time.monotonic())
     email_id = response.json().get("id") if response.ok else None

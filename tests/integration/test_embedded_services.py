@@ -95,7 +95,7 @@ def test_embedded_database_stopped_webhooks_answer_503_then_accept_when_it_is_ba
     from core.models import Role
     from tests.messages import generated_message
     from tests.servers import spamsift_web
-    from tests.stack import post_raw
+    from tests.stack import post_raw, webhook_post
 
     var_dir = tmp_path / "var"
     env = {**os.environ, "SPAMSIFT_DATABASE_URL": "", "SPAMSIFT_VAR_DIR": str(var_dir),
@@ -109,9 +109,7 @@ def test_embedded_database_stopped_webhooks_answer_503_then_accept_when_it_is_ba
         with spamsift_web("-w", "1", env=env) as web:
             assert post_raw(web.url, token, generated_message(1)).code == 202
             spamsift(env, "down")
-            response = requests.post(f"{web.url}/webhooks/raw", data=generated_message(2),
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "message/rfc822"}, timeout=30)
+            response = webhook_post(web.url, token, generated_message(2))
             assert response.status_code == 503, response.text
             assert response.headers["Retry-After"]
             health = requests.get(f"{web.url}/healthz/details", timeout=30)

@@ -19,7 +19,7 @@ from core.models import EmailStatus
 from tests.conftest import TEST_DATABASE_URL
 from tests.messages import generated_message, write_generated_mail
 from tests.rows import status_counts
-from tests.stack import Burst, deployment, post_raw
+from tests.stack import Burst, deployment, post_raw, webhook_post
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -85,10 +85,7 @@ def test_postgres_stopped_webhooks_answer_503_health_says_so_and_mail_flows_afte
 
             private_postgres.stop()
             for n in range(5, 10):
-                response = requests.post(f"{web.url}/webhooks/raw", data=generated_message(n),
-                                         headers={"Authorization": f"Bearer {token}",
-                                                  "Content-Type": "message/rfc822"},
-                                         timeout=30)
+                response = webhook_post(web.url, token, generated_message(n))
                 assert response.status_code == 503, response.text
                 assert int(response.headers["Retry-After"]) > 0
                 assert "database unavailable" in response.json()["error"]
@@ -112,6 +109,9 @@ def test_postgres_stopped_webhooks_answer_503_health_says_so_and_mail_flows_afte
 
 def test_kill_9_of_a_bulk_worker_mid_batch_then_a_restart_classifies_every_email_once(
         committed, private_redis, tmp_path):
+    """The whole process group of a bulk worker killed while it works through an import (no
+    task acknowledged, rolled back or re-queued by it); started again, with beat running the
+    reconciler: every email ends classified once by the active model, none failed."""
     batch = 300
     # Small batches, so the kill lands inside one while others wait on the queue; the
     # reconciler, once beat runs, re-sends what has not moved for 2 s.
