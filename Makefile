@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/spamsift_test
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test services sample clean
+.PHONY: install run test test-load services sample clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,17 @@ run: sample
 	$(BIN)/spamsift train baseline --if-no-model
 	$(BIN)/spamsift run
 
+TEST_ENV = SPAMSIFT_TEST_DATABASE_URL="$${SPAMSIFT_TEST_DATABASE_URL:-$(TEST_DATABASE_URL)}" \
+	SPAMSIFT_TEST_BROKER_URL="$${SPAMSIFT_TEST_BROKER_URL:-$(TEST_BROKER_URL)}"
+
 test: install
 	bash scripts/system-deps.sh
-	SPAMSIFT_TEST_DATABASE_URL="$${SPAMSIFT_TEST_DATABASE_URL:-$(TEST_DATABASE_URL)}" \
-	SPAMSIFT_TEST_BROKER_URL="$${SPAMSIFT_TEST_BROKER_URL:-$(TEST_BROKER_URL)}" \
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Minutes long, so not in `make test` (pyproject.toml's testpaths leave tests/load out).
+test-load: install
+	bash scripts/system-deps.sh
+	$(TEST_ENV) $(BIN)/python -m pytest tests/load $(PYTEST_ARGS)
 
 clean:
 	-$(BIN)/spamsift down

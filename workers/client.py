@@ -37,6 +37,9 @@ def send(name: str, args: Sequence = (), kwargs: dict | None = None) -> None:
         celery_app.send_task(
             name, args=list(args), kwargs=kwargs or {}, queue=route["queue"],
             priority=route.get("priority"), time_limit=None, soft_time_limit=None,
+            # Nobody waits for these results: without this, a Redis outage keeps the caller
+            # (a webhook request) retrying the result backend for about 20 s.
+            ignore_result=True,
             retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
                                       "interval_step": 0.5},
         )

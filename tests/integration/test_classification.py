@@ -4,7 +4,6 @@ evaluate, and move the active model back and forth."""
 from __future__ import annotations
 
 import json
-from email.message import EmailMessage
 
 import pytest
 from click.testing import CliRunner
@@ -13,20 +12,9 @@ from sqlalchemy import select
 from cli.main import cli
 from core.db import session_scope
 from core.models import Email, EmailStatus, Prediction, TrainedModel
-from tests.conftest import FIXTURES
-from tests.waiting import wait_for
+from tests.messages import LABELED, as_eml, write_labeled_mail
 from tests.rows import processed_emails, stored_email
-
-LABELED = FIXTURES / "labeled.jsonl"
-
-
-def as_eml(subject: str, text: str, sender: str = "someone@example.com") -> bytes:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = "me@example.com"
-    message["Subject"] = subject
-    message.set_content(text)
-    return bytes(message)
+from tests.waiting import wait_for
 
 
 def invoke(*args: str):
@@ -38,11 +26,7 @@ def invoke(*args: str):
 @pytest.fixture
 def labeled_mail(committed, celery_worker, tmp_path):
     """The hand-written labeled set imported through the real pipeline and embedded."""
-    for line in LABELED.read_text().splitlines():
-        record = json.loads(line)
-        folder = tmp_path / "mail" / record["label"]
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{record['id']}.eml").write_bytes(as_eml(record["subject"], record["text"]))
+    write_labeled_mail(tmp_path / "mail")
     invoke("import", str(tmp_path / "mail"), "--label-from-path")
 
     wait_for(lambda: processed_emails(40), timeout=120)

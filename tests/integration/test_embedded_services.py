@@ -83,3 +83,40 @@ def test_embedded_services_end_to_end(tmp_path):
     assert "stopped: redis, postgres" in down.stdout
     assert not (var_dir / "postgres" / "postmaster.pid").exists()
     assert not Path(var_dir / "redis" / "redis.sock").exists()
+
+
+@pytest.mark.slow
+def test_embedded_database_stopped_webhooks_answer_503_then_accept_when_it_is_back(
+        tmp_path, private_redis):
+    """The embedded server stopped by another process (``spamsift down``, a crash): a
+    running web process answers 503 as it would for a configured server, and takes mail
+    again once ``spamsift up`` has started the server."""
+    from core.auth import create_api_token, create_user
+    from core.db import get_engine, session_scope
+    from core.models import Role
+    from tests.messages import generated_message
+    from tests.servers import spamsift_web
+    from tests.stack import post_raw, webhook_post
+
+    var_dir = tmp_path / "var"
+    env = {**os.environ, "SPAMSIFT_DATABASE_URL": "", "SPAMSIFT_VAR_DIR": str(var_dir),
+           "SPAMSIFT_BROKER_URL": private_redis.url()}
+    spamsift(env, "up")
+    engine = get_engine(services.start_embedded_postgres(var_dir))
+    try:
+        with session_scope(engine) as session:
+            token = create_api_token(session, create_user(session, "mta", "a-long-password",
+                                                          Role.ADMIN), "mta")
+        with spamsift_web("-w", "1", env=env) as web:
+            assert post_raw(web.url, token, generated_message(1)).code == 202
+            spamsift(env, "down")
+            response = webhook_post(web.url, token, generated_message(2))
+            assert response.status_code == 503, response.text
+            assert response.headers["Retry-After"]
+            health = requests.get(f"{web.url}/healthz/details", timeout=30)
+            assert health.status_code == 503 and health.json()["database"]["ok"] is False
+            spamsift(env, "up", "--no-migrate")
+            assert post_raw(web.url, token, generated_message(2)).code == 202
+    finally:
+        engine.dispose()
+        spamsift(env, "down")

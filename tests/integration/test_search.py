@@ -27,7 +27,7 @@ SYNTHETIC = "synthetic;pool=cls"
 @pytest.fixture
 def embedded_mail(committed, celery_worker, tmp_path):
     """The hand-written labeled set, imported and embedded by the real pipeline."""
-    from tests.integration.test_classification import as_eml
+    from tests.messages import as_eml
 
     for line in (FIXTURES / "labeled.jsonl").read_text().splitlines():
         record = json.loads(line)
@@ -164,7 +164,7 @@ def test_api_search_and_similar(embedded_mail):
 
 def test_ask_answers_with_citations_and_ignores_injected_instructions(embedded_mail,
                                                                       tmp_path):
-    from tests.integration.test_classification import as_eml
+    from tests.messages import as_eml
 
     injection = tmp_path / "inject" / "evil.eml"
     injection.parent.mkdir()

@@ -24,7 +24,9 @@ from core.db import session_scope
 from core.intake import Incoming, store_emails
 from core.models import Email, EmailStatus, Job, JobState, Label, Prediction
 from tests.conftest import FIXTURES, scratch_database
-from tests.integration.test_classification import LABELED, as_eml, labeled_mail  # noqa: F401
+from tests.integration.test_classification import labeled_mail  # noqa: F401
+from tests.messages import LABELED, as_eml
+from tests.rows import statuses, verdicts_by_email
 from tests.waiting import wait_for
 from workers.client import send
 from workers.names import CLASSIFY_EMAIL, CLASSIFY_EMAILS, IMPORT_UPLOAD, RECONCILE
@@ -36,23 +38,6 @@ def invoke(*args: str):
     result = CliRunner().invoke(cli, list(args))
     assert result.exit_code == 0, result.output
     return result
-
-
-def verdicts_by_email() -> dict[int, list[int]]:
-    """Each email's predictions, as the ids of the models that made them."""
-    with session_scope() as session:
-        emails = session.scalars(select(Email.id)).all()
-        rows = session.execute(select(Prediction.email_id, Prediction.model_id)
-                               .order_by(Prediction.id)).all()
-    found = {email_id: [] for email_id in emails}
-    for email_id, model_id in rows:
-        found[email_id].append(model_id)
-    return found
-
-
-def statuses() -> set[EmailStatus]:
-    with session_scope() as session:
-        return set(session.scalars(select(Email.status)))
 
 
 def all_classified_once_by(model_id: int):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import uuid
 
@@ -21,22 +20,12 @@ from core.db import session_scope
 from core.intake import Incoming, store_emails
 from core.jobs import create_job
 from core.models import Email, EmailStatus, Job, JobState
-from tests.conftest import REPO_ROOT
 from tests.integration import worker_tasks as tasks
+from tests.processes import group_alive, start_command, stop_command
 from tests.waiting import wait_for
 from workers.app import celery_app
 from workers.names import BULK, CLASSIFY_EMAIL, QUEUES, REALTIME
 from workers.client import send as workers_send
-
-
-def start_worker(argv: list[str], log_path, pythonpath: tuple = (), **settings
-                 ) -> subprocess.Popen:
-    """A worker command in its own process group, with ``SPAMSIFT_*`` settings added."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*pythonpath, REPO_ROOT))),
-           **{f"SPAMSIFT_{name}": str(value) for name, value in settings.items()}}
-    with open(log_path, "wb") as log:
-        return subprocess.Popen([sys.executable, *argv], cwd=REPO_ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def send(name: str, args: list, kwargs: dict | None = None, *, queue: str) -> None:
@@ -44,25 +33,6 @@ def send(name: str, args: list, kwargs: dict | None = None, *, queue: str) -> No
     message, so the worker applies its own."""
     celery_app.send_task(name, args, kwargs, queue=queue, time_limit=None,
                          soft_time_limit=None)
-
-
-def group_alive(process: subprocess.Popen) -> bool:
-    try:
-        os.killpg(process.pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-
-
-def stop_worker(process: subprocess.Popen) -> None:
-    """Stop a worker command and everything it started."""
-    if group_alive(process):
-        os.killpg(process.pid, 15)
-        try:
-            wait_for(lambda: process.poll() is not None and not group_alive(process), 30)
-        except AssertionError:
-            os.killpg(process.pid, 9)
-    process.wait()
 
 
 @pytest.fixture
@@ -74,7 +44,7 @@ def misbehaving_worker(engine, broker, tmp_path):
     def start(**settings):
         hostname = f"misbehaving-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         log_path = tmp_path / "worker.log"
-        processes.append(start_worker(
+        processes.append(start_command(
             ["-m", "celery", "-A", "tests.integration.worker_tasks:celery_app", "worker",
              "-Q", tasks.TEST_QUEUE, "--pool", "prefork", "--concurrency", "1",
              "--hostname", hostname, "--without-mingle", "--without-gossip",
@@ -86,7 +56,7 @@ def misbehaving_worker(engine, broker, tmp_path):
 
     yield start
     for process in processes:
-        stop_worker(process)
+        stop_command(process)
     broker.delete(tasks.TEST_QUEUE)
 
 
@@ -218,7 +188,7 @@ def test_a_plain_spamsift_worker_keeps_realtime_free_while_bulk_is_busy(
     release, done = f"spamsift-test:release:{uuid.uuid4().hex}", "spamsift-test:realtime-done"
     broker.delete(done)
     log = tmp_path / "worker.log"
-    process = start_worker(["-m", "cli", "worker"], log, pythonpath=(site,))
+    process = start_command(["-m", "cli", "worker"], log, pythonpath=(site,))
     try:
         for _ in range(4 * (os.cpu_count() or 1)):  # more than any pool has processes
             send(tasks.WAIT_FOR_RELEASE, [release, 120], queue=BULK)
@@ -242,18 +212,18 @@ def test_a_plain_spamsift_worker_keeps_realtime_free_while_bulk_is_busy(
         try:
             wait_for(lambda: process.poll() is not None and not group_alive(process), 60)
         finally:
-            stop_worker(process)
+            stop_command(process)
             celery_app.control.purge()
 
 
 def test_worker_refuses_to_put_realtime_in_one_pool_with_bulk(committed, tmp_path):
-    process = start_worker(["-m", "cli", "worker", "-Q", "bulk,realtime"], tmp_path / "out")
+    process = start_command(["-m", "cli", "worker", "-Q", "bulk,realtime"], tmp_path / "out")
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         pytest.fail("a worker started with realtime and bulk in one pool")
     finally:
-        stop_worker(process)
+        stop_command(process)
     output = (tmp_path / "out").read_text()
     assert process.returncode == 2
     assert "realtime would share a pool with bulk" in output and "--share-realtime" in output
