@@ -40,30 +40,37 @@ class TfidfBaseline:
         return f"tfidf-{self.algorithm}"
 
     def decision(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self.vectorizer.transform(texts) @ self.weights).ravel() + self.bias
+        return self._decision(self.vectorizer.transform(texts))
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        a, b = self.calibration
-        return sigmoid(a * self.decision(texts) + b)
+        return self._proba(self.vectorizer.transform(texts))
 
-    @cached_property
-    def terms(self) -> np.ndarray:
-        return self.vectorizer.get_feature_names_out()
-
-    def reasons(self, texts: list[str], k: int = 5) -> list[list[dict]]:
-        """For each text, the ``k`` terms that moved its score most (positive: towards spam),
-        like the rules a SpamAssassin report lists."""
+    def predict_with_reasons(self, texts: list[str], k: int = 5
+                             ) -> tuple[np.ndarray, list[list[dict]]]:
+        """p(spam) of each text, and the ``k`` terms that moved its score most (positive:
+        towards spam), like the rules a SpamAssassin report lists. One TF-IDF pass."""
         features = self.vectorizer.transform(texts).tocsr()
         terms = self.terms
-        out = []
+        reasons = []
         for row in range(features.shape[0]):
             start, end = features.indptr[row], features.indptr[row + 1]
             columns = features.indices[start:end]
             contributions = features.data[start:end] * self.weights[columns]
             top = np.argsort(-np.abs(contributions), kind="stable")[:k]
-            out.append([{"term": str(terms[columns[i]]),
-                         "weight": round(float(contributions[i]), 4)} for i in top])
-        return out
+            reasons.append([{"term": str(terms[columns[i]]),
+                             "weight": round(float(contributions[i]), 4)} for i in top])
+        return self._proba(features), reasons
+
+    @cached_property
+    def terms(self) -> np.ndarray:
+        return self.vectorizer.get_feature_names_out()
+
+    def _decision(self, features) -> np.ndarray:
+        return np.asarray(features @ self.weights).ravel() + self.bias
+
+    def _proba(self, features) -> np.ndarray:
+        a, b = self.calibration
+        return sigmoid(a * self._decision(features) + b)
 
     def to_artifact(self) -> tuple[dict, bytes]:
         terms = np.array(self.vectorizer.get_feature_names_out(), dtype=str)

@@ -116,9 +116,11 @@ def score_texts(model: TrainedModel, texts: Sequence[str], reason_terms: int = 5
     classifier = classifier_for(model)
     texts = list(texts)
     if model.kind in READS_TEXT:
-        reasons = ([{"terms": terms} for terms in classifier.reasons(texts, reason_terms)]
-                   if reason_terms else [{} for _ in texts])
-        return Scores(np.asarray(classifier.predict_proba(texts), dtype=float), reasons)
+        if not reason_terms:
+            return Scores(np.asarray(classifier.predict_proba(texts), dtype=float),
+                          [{} for _ in texts])
+        p_spam, terms = classifier.predict_with_reasons(texts, reason_terms)
+        return Scores(np.asarray(p_spam, dtype=float), [{"terms": t} for t in terms])
     if model.kind == LINEAR:
         how = EncoderInput.of(model)
         vectors = window_vectors(texts, how)

@@ -121,6 +121,20 @@ def test_tfidf_baseline_round_trips(algorithm):
     assert restored.predict_proba(probe)[0] > restored.predict_proba(probe)[1]
 
 
+def test_tfidf_reasons_are_the_terms_that_weighed_most():
+    texts, y = labeled_texts()
+    model, _, _ = train_baseline(texts * 2, np.concatenate([y, y]), "lr")
+    probe = ["Win a free lottery prize now", "Agenda for the team meeting"]
+    p_spam, reasons = model.predict_with_reasons(probe, k=3)
+    assert np.allclose(p_spam, model.predict_proba(probe))
+    assert all(1 <= len(terms) <= 3 for terms in reasons)
+    weights = [abs(term["weight"]) for term in reasons[0]]
+    assert weights == sorted(weights, reverse=True)
+    assert reasons[0][0]["weight"] > 0 > reasons[1][0]["weight"]  # spam's pull, ham's
+    assert {term["term"] for term in reasons[0]} <= set(probe[0].lower().split()) | {
+        " ".join(pair) for pair in zip(probe[0].lower().split(), probe[0].lower().split()[1:])}
+
+
 def test_one_class_is_refused_clearly():
     with pytest.raises(NotEnoughLabels, match="at least 2 labeled emails of each class"):
         train_linear_probe(np.ones((5, 4)), np.array([1, 1, 1, 1, 0]))
