@@ -14,7 +14,8 @@ from ml.thresholds import Thresholds, choose_thresholds
 LINEAR = "linear"
 TFIDF_NB = "tfidf-nb"
 TFIDF_LR = "tfidf-lr"
-KINDS = (LINEAR, TFIDF_NB, TFIDF_LR)
+CASCADE = "cascade"  # TF-IDF LR decides what it is sure of, a linear model the rest
+KINDS = (LINEAR, TFIDF_NB, TFIDF_LR, CASCADE)
 READS_TEXT = {TFIDF_NB, TFIDF_LR}
 
 

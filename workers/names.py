@@ -27,6 +27,10 @@ PRIORITY_STEPS = [0, 3, 6, 9]
 RESCORE_PRIORITY = 6
 INDEX_PRIORITY = 9
 
+# The model kinds ``spamsift train``, the API and the dashboard offer (ml.classifiers.KINDS,
+# named here so the web app need not import the training stack).
+MODEL_KINDS = ("tfidf-nb", "tfidf-lr", "linear", "cascade")
+
 TASK_ROUTES = {
     CLASSIFY_EMAIL: {"queue": REALTIME},
     CLASSIFY_EMAILS: {"queue": BULK},

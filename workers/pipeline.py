@@ -30,11 +30,12 @@ from core.models import Email, EmailStatus, Prediction, TrainedModel, Verdict
 from core.registry import active_model
 from core.search import SearchFilter, vector_search
 from core.vectors import store_chunks
-from ml.classifiers import LINEAR, READS_TEXT
+from ml.cascade import CascadePlan
+from ml.classifiers import CASCADE, LINEAR, READS_TEXT
 from ml.thresholds import Thresholds
 from workers.client import send_after_commit
 from workers.names import DELIVER_VERDICT
-from workers.runtime import classifier_for, get_encoder
+from workers.runtime import cascade_stages, classifier_for, get_encoder
 
 # Sources of mail that arrives one message at a time (``webhook:<provider>``, ``api``, ``cli``):
 # judged on the realtime queue, and its verdict posted to the callback URL.
@@ -107,14 +108,17 @@ def window_vectors(texts: Sequence[str], how: EncoderInput) -> np.ndarray:
 class Scores:
     p_spam: np.ndarray
     reasons: list[dict]  # per text: what the model can say about its verdict
-    vectors: np.ndarray | None = None  # encoder models: the window vectors (for evidence)
+    # Encoder models: each text's window vector, for evidence (None where none was made).
+    vectors: list[np.ndarray | None] | None = None
 
 
 def score_texts(model: TrainedModel, texts: Sequence[str], reason_terms: int = 5) -> Scores:
     """p(spam) of each text by ``model``, reading what the model needs and nothing else;
     TF-IDF models also name the ``reason_terms`` terms that weighed most."""
-    classifier = classifier_for(model)
     texts = list(texts)
+    if model.kind == CASCADE:
+        return _cascade_scores(model, texts, reason_terms)
+    classifier = classifier_for(model)
     if model.kind in READS_TEXT:
         if not reason_terms:
             return Scores(np.asarray(classifier.predict_proba(texts), dtype=float),
@@ -125,8 +129,27 @@ def score_texts(model: TrainedModel, texts: Sequence[str], reason_terms: int = 5
         how = EncoderInput.of(model)
         vectors = window_vectors(texts, how)
         return Scores(np.asarray(classifier.predict_proba(vectors), dtype=float),
-                      [{} for _ in texts], vectors)
+                      [{} for _ in texts], list(vectors))
     raise ValueError(f"cannot score with a model of kind {model.kind!r}")
+
+
+def _cascade_scores(model: TrainedModel, texts: list[str], reason_terms: int) -> Scores:
+    """The cheap stage judges every text; the strong stage only those it is not sure of."""
+    cheap_model, strong_model = cascade_stages(model)
+    plan = CascadePlan.from_dict(model.params["plan"])
+    cheap = score_texts(cheap_model, texts, reason_terms)
+    sure = plan.cheap_decides(cheap.p_spam)
+    p_spam = cheap.p_spam.copy()
+    reasons = [{"stage": "cheap", **r} for r in cheap.reasons]
+    vectors: list[np.ndarray | None] = [None] * len(texts)
+    rest = np.flatnonzero(~sure)
+    if len(rest):
+        strong = score_texts(strong_model, [texts[i] for i in rest], reason_terms)
+        for position, index in enumerate(rest):
+            p_spam[index] = strong.p_spam[position]
+            reasons[index] = {**reasons[index], **strong.reasons[position], "stage": "strong"}
+            vectors[index] = strong.vectors[position]
+    return Scores(p_spam, reasons, vectors)
 
 
 def judge(session: Session, emails: list[Email], started: float | None = None,
@@ -175,9 +198,9 @@ def _insert_predictions(session: Session, model: TrainedModel, emails: list[Emai
     rows = []
     for index, (email, p) in enumerate(zip(emails, scores.p_spam)):
         reasons = dict(scores.reasons[index])
-        if scores.vectors is not None and k > 0:
-            reasons["neighbors"] = nearest_labeled(session, model.encoder, scores.vectors[index],
-                                                   k, email.id)
+        vector = scores.vectors[index] if scores.vectors is not None else None
+        if vector is not None and k > 0:
+            reasons["neighbors"] = nearest_labeled(session, model.encoder, vector, k, email.id)
         rows.append({"email_id": email.id, "model_id": model.id, "p_spam": float(p),
                      "verdict": Verdict(thresholds.verdict(float(p))),
                      "thresholds": thresholds.to_dict(), "evidence": reasons,

@@ -42,6 +42,26 @@ def classifier_for(model: TrainedModel):
     return _loaded[key]
 
 
+_stages: dict[tuple, tuple[TrainedModel, TrainedModel]] = {}
+
+
+def cascade_stages(model: TrainedModel) -> tuple[TrainedModel, TrainedModel]:
+    """The cheap and the strong model of a cascade (registry rows, cached like classifiers)."""
+    from core.db import session_scope
+
+    key = (model.id, model.created_at)
+    if key not in _stages:
+        with session_scope() as session:
+            stages = tuple(session.get(TrainedModel, model.params[name])
+                           for name in ("cheap_model_id", "strong_model_id"))
+            for stage in stages:
+                session.expunge(stage)
+        if len(_stages) >= 4:
+            _stages.pop(next(iter(_stages)))
+        _stages[key] = stages
+    return _stages[key]
+
+
 def warm_up() -> None:
     """Load what the active model reads, before the first email: the classifier, and for an
     encoder model the encoder with one small batch through it (the first batch is slow)."""
@@ -49,7 +69,7 @@ def warm_up() -> None:
 
     from core.db import session_scope
     from core.registry import active_model
-    from workers.pipeline import EncoderInput, score_texts
+    from workers.pipeline import score_texts
 
     started = time.perf_counter()
     try:
@@ -62,6 +82,6 @@ def warm_up() -> None:
     except Exception as exc:  # a worker without a database still starts; it loads later
         log.warning("warm-up skipped: %s", exc)
         return
-    backend = EncoderInput.of(model).backend if model.encoder else None
+    backend = get_settings().encoder_backend if model.encoder else None
     log.info("warmed up in %.1f s: model %s (%s)%s", time.perf_counter() - started, model.id,
              model.kind, f", encoder backend {backend}" if backend else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import numpy as np
 from celery import shared_task
@@ -13,7 +14,8 @@ from core.jobs import finish_job
 from core.mail import parse_email
 from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel
 from ml.baseline import train_baseline
-from ml.classifiers import LINEAR, TFIDF_LR, TFIDF_NB, validate
+from ml.cascade import choose_cascade
+from ml.classifiers import CASCADE, LINEAR, TFIDF_LR, TFIDF_NB, validate
 from ml.linear import check_labels, train_linear_probe
 from workers.app import DbTask
 from workers.client import activate_model
@@ -55,10 +57,71 @@ def _window_vectors(job_id: int, texts: list[str], how: EncoderInput) -> np.ndar
     return np.concatenate(parts)
 
 
+@dataclass
+class Fitted:
+    """A classifier fitted on the labeled mail, with its out-of-fold p(spam)."""
+
+    kind: str
+    classifier: object | None  # None for a cascade: its stages are models of their own
+    oof: np.ndarray
+    params: dict
+    encoder: str | None = None
+
+
+def _fit(job_id: int, kind: str, texts: list[str], y: np.ndarray, pooling: str | None
+         ) -> Fitted:
+    if kind == LINEAR:
+        how = EncoderInput.configured(pooling)
+        vectors = _window_vectors(job_id, texts, how)
+        _progress(job_id, len(texts), len(texts), "fitting")
+        classifier, oof, params = train_linear_probe(vectors, y)
+        params.update(pooling=how.pooling, window=how.window, backend=how.backend)
+        return Fitted(kind, classifier, oof, params, how.space())
+    if kind in (TFIDF_NB, TFIDF_LR):
+        _progress(job_id, 0, len(texts), "fitting")
+        classifier, oof, params = train_baseline(texts, y, kind.split("-")[1])
+        return Fitted(kind, classifier, oof, params)
+    raise ValueError(f"cannot train a model of kind {kind!r}")
+
+
+def _register(session, fitted: Fitted, y: np.ndarray, extra_metrics: dict | None = None
+              ) -> TrainedModel:
+    settings = get_settings()
+    checked = validate(y, fitted.oof, settings.target_fpr, settings.max_spam_missed)
+    artifact, blob = fitted.classifier.to_artifact() if fitted.classifier else ({}, None)
+    model = TrainedModel(
+        kind=fitted.kind, encoder=fitted.encoder, params=fitted.params,
+        metrics={**checked.metrics, **(extra_metrics or {}), "validation": "out-of-fold",
+                 "spam": int(y.sum()), "ham": int(len(y) - y.sum())},
+        curves=checked.curves, confusion=checked.confusion,
+        thresholds=checked.thresholds.to_dict(), train_size=len(y),
+        artifact=artifact, artifact_blob=blob)
+    session.add(model)
+    session.flush()
+    return model
+
+
+def _train_cascade(session, job_id: int, texts: list[str], y: np.ndarray,
+                   pooling: str | None) -> TrainedModel:
+    """TF-IDF LR decides the mail it is sure of, a linear model on the encoder the rest
+    (``ml.cascade``); both stages are registered as models of their own."""
+    settings = get_settings()
+    cheap = _fit(job_id, TFIDF_LR, texts, y, None)
+    strong = _fit(job_id, LINEAR, texts, y, pooling)
+    plan = choose_cascade(y, cheap.oof, strong.oof, settings.target_fpr,
+                          settings.max_spam_missed)
+    stages = [_register(session, fitted, y) for fitted in (cheap, strong)]
+    combined, _ = plan.combine(cheap.oof, strong.oof)
+    return _register(session, Fitted(
+        CASCADE, None, combined,
+        {"cheap_model_id": stages[0].id, "strong_model_id": stages[1].id,
+         "plan": plan.to_dict()}, strong.encoder), y,
+        {"cheap_share": plan.cheap_share, "strong_f1": plan.strong_f1})
+
+
 @shared_task(name=TRAIN_MODEL, base=DbTask, bind=True)
 def train_model(self: DbTask, job_id: int, kind: str, pooling: str | None = None,
                 make_active: bool = True) -> int:
-    settings = get_settings()
     session = self.session
     try:
         _progress(job_id, 0, 0, "loading labeled emails")
@@ -66,36 +129,16 @@ def train_model(self: DbTask, job_id: int, kind: str, pooling: str | None = None
             select(Email).where(Email.label.is_not(None)).order_by(Email.id)))
         y = np.array([e.label == Label.SPAM for e in emails], dtype=int)
         check_labels(y)
-        encoder_name = None
         texts = _texts(emails)
-        if kind == LINEAR:
-            how = EncoderInput.configured(pooling)
-            encoder_name = how.space()
-            vectors = _window_vectors(job_id, texts, how)
-            _progress(job_id, len(emails), len(emails), "fitting")
-            classifier, oof, params = train_linear_probe(vectors, y)
-            params.update(pooling=how.pooling, window=how.window, backend=how.backend)
-        elif kind in (TFIDF_NB, TFIDF_LR):
-            _progress(job_id, 0, len(emails), "fitting")
-            classifier, oof, params = train_baseline(texts, y, kind.split("-")[1])
+        if kind == CASCADE:
+            model = _train_cascade(session, job_id, texts, y, pooling)
         else:
-            raise ValueError(f"cannot train a model of kind {kind!r}")
-        checked = validate(y, oof, settings.target_fpr, settings.max_spam_missed)
-        artifact, blob = classifier.to_artifact()
-        model = TrainedModel(
-            kind=kind, encoder=encoder_name, params=params,
-            metrics={**checked.metrics, "validation": "out-of-fold", "spam": int(y.sum()),
-                     "ham": int(len(y) - y.sum())},
-            curves=checked.curves, confusion=checked.confusion,
-            thresholds=checked.thresholds.to_dict(), train_size=len(emails),
-            artifact=artifact, artifact_blob=blob)
-        session.add(model)
-        session.flush()
+            model = _register(session, _fit(job_id, kind, texts, y, pooling), y)
         if make_active:
             activate_model(session, model.id)
         job = session.get(Job, job_id)
         finish_job(session, job, JobState.SUCCEEDED, message=f"trained model {model.id}",
-                   result={"model_id": model.id, "metrics": checked.metrics})
+                   result={"model_id": model.id, "metrics": model.metrics})
         job.done = job.total = len(emails)
         return model.id
     except Exception as exc:

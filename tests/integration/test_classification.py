@@ -121,3 +121,27 @@ def test_training_without_labels_fails_the_job(committed, celery_worker):
     result = CliRunner().invoke(cli, ["train", "linear", "--wait", "--timeout", "60"])
     assert result.exit_code == 1
     assert "training failed" in result.output and "at least 2 labeled emails" in result.output
+
+
+def test_cascade_trains_classifies_and_evaluates(labeled_mail, tmp_path):
+    """The cascade registers its two stages; its verdicts say which stage decided."""
+    output = invoke("train", "cascade", "--wait", "--timeout", "300").output
+    assert "model 3 trained and active" in output
+    with session_scope() as session:
+        cascade = session.get(TrainedModel, 3)
+        cheap = session.get(TrainedModel, cascade.params["cheap_model_id"])
+        strong = session.get(TrainedModel, cascade.params["strong_model_id"])
+        assert (cheap.kind, strong.kind, cascade.kind) == ("tfidf-lr", "linear", "cascade")
+        assert not cheap.is_active and not strong.is_active
+        plan = cascade.params["plan"]
+        assert 0 <= plan["low"] <= plan["high"] and 0 <= cascade.metrics["cheap_share"] <= 1
+        assert cascade.thresholds == plan["thresholds"]
+        assert cascade.encoder == strong.encoder
+    spam = tmp_path / "new-spam.eml"
+    spam.write_bytes(as_eml("Claim your lottery prize now",
+                            "You won the international lottery! Send your bank details."))
+    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").output)
+    assert verdict["model_id"] == 3 and verdict["reasons"]["stage"] in ("cheap", "strong")
+    assert verdict["reasons"]["terms"]  # the TF-IDF stage always gives its terms
+    figures = json.loads(invoke("eval", "--data", str(LABELED), "--json").output.splitlines()[-1])
+    assert figures["model"] == 3 and figures["n"] == 40 and figures["roc_auc"] > 0.9

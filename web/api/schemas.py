@@ -6,6 +6,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from core.config import get_settings
 from core.search import MODES
+from workers.names import MODEL_KINDS
 
 LABELS = ("spam", "ham")
 HIGHLIGHTED = "words of the query found by keyword search are marked [[like this]]"
@@ -106,7 +107,7 @@ class ModelDetail(ModelSchema):
 
 class TrainRequest(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(
-        ("linear", "tfidf-nb", "tfidf-lr")))
+        MODEL_KINDS))
     pooling = fields.String(validate=validate.OneOf(("cls", "mean")))
     activate = fields.Boolean(load_default=True)
 

@@ -27,7 +27,7 @@ from web.dashboard.charts import curve_svg, volume_svg
 from web.dashboard.sanitize import sanitize_email_html
 from core.verdicts import verdict_alias, verdict_of
 from workers import client
-from workers.names import IMPORT_UPLOAD, QUEUES, queue_lists
+from workers.names import IMPORT_UPLOAD, MODEL_KINDS, QUEUES, queue_lists
 from workers.remote import ask_remote, remote_query_embedder
 
 PER_PAGE = 50
@@ -197,7 +197,7 @@ def models():
 @admin_required
 def train():
     kind = request.form.get("kind")
-    if kind not in ("linear", "tfidf-nb", "tfidf-lr"):
+    if kind not in MODEL_KINDS:
         abort(400, description="unknown model kind")
     pooling = request.form.get("pooling") or None
     with session_scope() as session:
