@@ -12,7 +12,7 @@ from cli.supervise import run_together
 from core import migrate, services
 from core.config import get_settings
 from core.secret_key import ensure_secret_key_file, flask_secret_key
-from workers.names import QUEUES
+from workers.names import BULK, QUEUES
 
 
 @click.command()
@@ -62,7 +62,11 @@ def run(host: str, port: int) -> None:
     # A worker per queue, so a verdict never waits behind a bulk import or a training run.
     commands = {
         "web": spamsift + ["web", "--host", host, "--port", str(port)],
-        **{f"worker-{queue}": spamsift + ["worker", "-Q", queue, "-c", "1"] for queue in QUEUES},
+        # Bulk (imports, re-scoring, indexing) gets a process per core; realtime and training
+        # one each.
+        **{f"worker-{queue}": spamsift + ["worker", "-Q", queue, "-c",
+                                          str(os.cpu_count() or 1) if queue == BULK else "1"]
+           for queue in QUEUES},
         "beat": spamsift + ["beat"],
     }
     click.echo(f"spamsift is serving on http://{host}:{port}/ (Ctrl-C to stop)")
