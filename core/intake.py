@@ -110,5 +110,21 @@ def store_delivery(session: Session, raw: bytes, source: str,
             .order_by(Email.id).limit(1))
         if earlier is not None:
             return Stored(earlier, False)
-    return store_emails(session, [Incoming(raw=raw, source=source,
-                                           content_digest=content_digest)])[0]
+    return _store_one(session, raw, source, content_digest)
+
+
+def _store_one(session: Session, raw: bytes, source: str, content_digest: bytes | None
+               ) -> Stored:
+    """``store_emails`` for a single message in one statement (a delivery waits for it; the
+    staging table and COPY pay off only for batches)."""
+    digest = sha256(raw)
+    inserted = session.execute(text(
+        "INSERT INTO emails (raw, sha256, size, message_id, source, status, content_digest)"
+        " VALUES (:raw, :sha256, :size, :message_id, :source, 'received', :content_digest)"
+        " ON CONFLICT (sha256) DO NOTHING RETURNING id"),
+        {"raw": raw, "sha256": digest, "size": len(raw),
+         "message_id": raw_header(raw, "Message-ID"), "source": source,
+         "content_digest": content_digest}).scalar()
+    if inserted is not None:
+        return Stored(inserted, True)
+    return Stored(session.scalar(select(Email.id).where(Email.sha256 == digest)), False)

@@ -164,6 +164,9 @@ class Email(Base):
         Index("ix_emails_status_updated_at", "status", "updated_at"),
         Index("ix_emails_source_content_digest", "source", "content_digest",
               postgresql_where=text("content_digest IS NOT NULL")),
+        # Mail waiting for a verdict, which a realtime worker gathers into one batch.
+        Index("ix_emails_waiting_received_at", "received_at",
+              postgresql_where=text("verdict_id IS NULL AND status IN ('received', 'parsed')")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 from core.config import get_settings
 from core.mail import parse_email, text_for_model
 from core.models import Email, EmailStatus, Prediction, TrainedModel, Verdict
-from core.registry import active_model
 from core.search import SearchFilter, vector_search
 from core.vectors import store_chunks
 from ml.cascade import CascadePlan
@@ -35,7 +34,7 @@ from ml.classifiers import CASCADE, LINEAR, READS_TEXT
 from ml.thresholds import Thresholds
 from workers.client import send_after_commit
 from workers.names import DELIVER_VERDICT
-from workers.runtime import cascade_stages, classifier_for, get_encoder
+from workers.runtime import active_model_row, cascade_stages, classifier_for, get_encoder
 
 # Sources of mail that arrives one message at a time (``webhook:<provider>``, ``api``, ``cli``):
 # judged on the realtime queue, and its verdict posted to the callback URL.
@@ -165,20 +164,25 @@ def judge(session: Session, emails: list[Email], started: float | None = None,
     for email in emails:
         if email.status == EmailStatus.RECEIVED:
             parse(email)
-    model = active_model(session)
-    if model is None or not emails:
-        return {}
-    judged = _predictions_of(session, model.id, [e.id for e in emails])
-    todo = [e for e in emails if e.id not in judged]
-    created: set[int] = set()
-    if todo:
-        created = _insert_predictions(session, model, todo, started, evidence)
+    with session.no_autoflush:  # one UPDATE per email: parsed fields and verdict together
+        model = active_model_row(session)
+        if model is None or not emails:
+            return {}
         judged = _predictions_of(session, model.id, [e.id for e in emails])
-    first_verdicts = [e for e in emails if e.verdict_id is None and judged[e.id] in created]
-    for email in emails:
-        email.verdict_id = judged[email.id]
-        email.status = EmailStatus.CLASSIFIED
-        email.status_message = None
+        todo = [e for e in emails if e.id not in judged]
+        created: set[int] = set()
+        if todo:
+            inserted = _insert_predictions(session, model, todo, started, evidence)
+            created = set(inserted.values())
+            judged.update(inserted)
+            if len(inserted) < len(todo):  # another worker judged some meanwhile
+                judged = _predictions_of(session, model.id, [e.id for e in emails])
+        first_verdicts = [e for e in emails
+                          if e.verdict_id is None and judged[e.id] in created]
+        for email in emails:
+            email.verdict_id = judged[email.id]
+            email.status = EmailStatus.CLASSIFIED
+            email.status_message = None
     session.flush()
     if get_settings().callback_url:
         for email in first_verdicts:
@@ -188,9 +192,9 @@ def judge(session: Session, emails: list[Email], started: float | None = None,
 
 
 def _insert_predictions(session: Session, model: TrainedModel, emails: list[Email],
-                        started: float, evidence: bool) -> set[int]:
+                        started: float, evidence: bool) -> dict[int, int]:
     """Score ``emails`` and insert their predictions, skipping any (email, model) pair that
-    exists by now; returns the ids of the rows inserted."""
+    exists by now; returns the rows inserted: email id → prediction id."""
     scores = score_texts(model, [model_text(e.subject, e.text) for e in emails])
     thresholds = Thresholds.from_dict(model.thresholds)
     k = get_settings().evidence_k if evidence else 0
@@ -205,10 +209,10 @@ def _insert_predictions(session: Session, model: TrainedModel, emails: list[Emai
                      "verdict": Verdict(thresholds.verdict(float(p))),
                      "thresholds": thresholds.to_dict(), "evidence": reasons,
                      "latency_ms": round(elapsed_ms, 2)})
-    return set(session.scalars(
+    return dict(session.execute(
         insert(Prediction).values(rows)
         .on_conflict_do_nothing(index_elements=["email_id", "model_id"])
-        .returning(Prediction.id)))
+        .returning(Prediction.email_id, Prediction.id)).all())
 
 
 def _predictions_of(session: Session, model_id: int, email_ids: list[int]) -> dict[int, int]:

@@ -42,6 +42,28 @@ def classifier_for(model: TrainedModel):
     return _loaded[key]
 
 
+_models: dict[tuple, TrainedModel] = {}
+
+
+def active_model_row(session) -> TrainedModel | None:
+    """The active model, detached and cached: each task asks only which model is active (a
+    tiny query), not for its artifact, which can be megabytes."""
+    from sqlalchemy import select
+
+    key = session.execute(select(TrainedModel.id, TrainedModel.created_at)
+                          .where(TrainedModel.is_active)).first()
+    if key is None:
+        return None
+    key = tuple(key)
+    if key not in _models:
+        model = session.get(TrainedModel, key[0])
+        session.expunge(model)
+        if len(_models) >= 4:
+            _models.pop(next(iter(_models)))
+        _models[key] = model
+    return _models[key]
+
+
 _stages: dict[tuple, tuple[TrainedModel, TrainedModel]] = {}
 
 
@@ -68,16 +90,14 @@ def warm_up() -> None:
     import time
 
     from core.db import session_scope
-    from core.registry import active_model
     from workers.pipeline import score_texts
 
     started = time.perf_counter()
     try:
         with session_scope() as session:
-            model = active_model(session)
+            model = active_model_row(session)
             if model is None:
                 return
-            session.expunge(model)
         score_texts(model, ["warm-up: subject and body"], reason_terms=1)
     except Exception as exc:  # a worker without a database still starts; it loads later
         log.warning("warm-up skipped: %s", exc)

@@ -15,11 +15,11 @@ from sqlalchemy.exc import OperationalError
 from core.config import get_settings
 from core.jobs import advance_job, finish_job, start_job
 from core.models import Email, EmailStatus, Job, JobState, Prediction
-from core.registry import active_model
 from workers.app import DbTask
 from workers.client import send, send_after_commit
 from workers.names import CLASSIFY_EMAIL, CLASSIFY_EMAILS, INDEX_EMAILS, RESCORE
 from workers.pipeline import REALTIME_SOURCES, index, judge
+from workers.runtime import active_model_row
 
 # Delivered mail waiting longer than this is the reconciler's, not a realtime batch's.
 REALTIME_CLAIM_SECONDS = 60
@@ -96,7 +96,7 @@ def rescore(self: DbTask, job_id: int | None = None) -> int:
     when it nears the bulk time limit. Returns how many emails it judged."""
     session = self.session
     settings = get_settings()
-    model = active_model(session)
+    model = active_model_row(session)
     job = session.get(Job, job_id) if job_id is not None else None
     if model is None or (job is not None and (job.params.get("model_id") != model.id
                                               or job.state not in (JobState.QUEUED,
@@ -122,7 +122,8 @@ def rescore(self: DbTask, job_id: int | None = None) -> int:
         if job is not None:
             advance_job(session, job.id, len(batch))
         session.commit()
-        if active_model(session).id != model.id:
+        current = active_model_row(session)
+        if current is None or current.id != model.id:
             return judged
         if time.monotonic() > deadline:
             send(RESCORE, [job_id])

@@ -66,6 +66,9 @@ def upgrade() -> None:
                " ORDER BY email_id, created_at DESC) c WHERE c.email_id = e.id")
     _set_statuses(('received', 'parsed', 'classified', 'failed'),
                   "CASE status::text WHEN 'embedded' THEN 'parsed' ELSE status::text END")
+    op.create_index('ix_emails_waiting_received_at', 'emails', ['received_at'],
+                    postgresql_where=sa.text("verdict_id IS NULL AND status IN ('received', "
+                                             "'parsed')"))
     op.execute("DROP TRIGGER predictions_notify ON predictions")
     op.execute("DROP FUNCTION notify_prediction()")
     op.execute(NOTIFY_FUNCTION)
@@ -80,6 +83,7 @@ def downgrade() -> None:
     op.execute(OLD_NOTIFY_FUNCTION)
     op.execute("CREATE TRIGGER predictions_notify AFTER INSERT OR UPDATE ON predictions "
                "FOR EACH ROW EXECUTE FUNCTION notify_prediction()")
+    op.drop_index('ix_emails_waiting_received_at', table_name='emails')
     _set_statuses(('received', 'parsed', 'embedded', 'classified', 'failed'),
                   "CASE WHEN status::text = 'parsed' AND indexed_with IS NOT NULL"
                   " THEN 'embedded' ELSE status::text END")
