@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from core import services
 from core.config import get_settings
 from core.db import after_commit, session_scope
 from core.intake import Stored, store_delivery
@@ -19,7 +20,7 @@ from core.models import JobState, TrainedModel
 from core.registry import activate, roll_back
 from ml.encoder import encoder_name
 from workers.app import celery_app
-from workers.names import CLASSIFY_EMAIL, RESCORE, TASK_ROUTES, TRAIN_MODEL
+from workers.names import CLASSIFY_EMAIL, RESCORE, TASK_ROUTES, TRAIN_MODEL, queue_lists
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,13 @@ def send_after_commit(session: Session, name: str, args: Sequence = (),
 def send_in_batches(name: str, ids: Sequence[int], batch_size: int, **kwargs) -> None:
     for start in range(0, len(ids), batch_size):
         send(name, [list(ids[start:start + batch_size])], kwargs)
+
+
+def waiting_messages(queue: str, before: int | None = None) -> int:
+    """How many messages wait on ``queue`` (with ``before``: only those taken before that
+    priority). Raises redis-py's errors when the broker is unavailable."""
+    redis = services.redis_client()
+    return sum(redis.llen(name) for name in queue_lists(queue, before))
 
 
 def index_space() -> str:

@@ -69,7 +69,8 @@ def import_paths(
                 "label": label.value if label else None, "label_from_path": label_from_path})
         else:
             job = session.get(Job, job_id)
-            job.state, job.total, job.started_at = JobState.RUNNING, expected_total, func.clock_timestamp()
+            job.state, job.total = JobState.RUNNING, expected_total
+            job.started_at = func.clock_timestamp()
         classify_job = create_job(session, "ingest", total=0, state=JobState.QUEUED)
         summary.job_id, summary.classify_job_id = job.id, classify_job.id
 

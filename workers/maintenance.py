@@ -135,7 +135,8 @@ def _resend_rescore(session: Session, model, older_than_seconds: int) -> int:
     recent = session.scalar(select(select(Job.id).where(
         Job.kind == "rescore", Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
         Job.params["model_id"].as_integer() == model.id,
-        Job.updated_at > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds)).exists()))
+        Job.updated_at > func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds)
+    ).exists()))
     if recent:
         return 0
     for stale in session.scalars(select(Job).where(

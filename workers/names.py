@@ -45,6 +45,8 @@ TASK_ROUTES = {
 }
 
 
-def queue_lists(queue: str) -> list[str]:
-    """The Redis lists that hold a queue's messages, one per priority step (kombu's names)."""
-    return [queue if step == 0 else f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS]
+def queue_lists(queue: str, before: int | None = None) -> list[str]:
+    """The Redis lists that hold a queue's messages, one per priority step (kombu's names);
+    with ``before``, only the lists of the messages taken before that priority."""
+    return [queue if step == 0 else f"{queue}\x06\x16{step}" for step in PRIORITY_STEPS
+            if before is None or step < before]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from celery import shared_task
+from redis.exceptions import RedisError
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import OperationalError
 
@@ -16,14 +17,17 @@ from core.config import get_settings
 from core.jobs import advance_job, finish_job, start_job
 from core.models import Email, EmailStatus, Job, JobState, Prediction
 from workers.app import DbTask
-from workers.client import send, send_after_commit
-from workers.names import CLASSIFY_EMAIL, CLASSIFY_EMAILS, INDEX_EMAILS, RESCORE
+from workers.client import BrokerUnavailable, send, send_after_commit, waiting_messages
+from workers.names import (BULK, CLASSIFY_EMAIL, CLASSIFY_EMAILS, INDEX_EMAILS, INDEX_PRIORITY,
+                           RESCORE)
 from workers.pipeline import REALTIME_SOURCES, index, judge
 from workers.runtime import active_model_row
 
 # Delivered mail waiting longer than this is the reconciler's, not a realtime batch's.
 REALTIME_CLAIM_SECONDS = 60
 RESCORE_BATCH = 500
+# Emails an index task embeds (a second or two) between two looks for waiting verdicts.
+INDEX_STEP = 16
 
 
 def _claim_realtime(session, email_id: int, limit: int) -> list[Email]:
@@ -74,11 +78,35 @@ def classify_emails(self: DbTask, email_ids: list[int], job_id: int | None = Non
 @shared_task(name=INDEX_EMAILS, base=DbTask, bind=True, autoretry_for=(OperationalError,),
              retry_backoff=True, max_retries=5)
 def index_emails(self: DbTask, email_ids: list[int]) -> int:
-    """Chunks and vectors for search, after the verdict."""
-    emails = list(self.session.scalars(
-        select(Email).where(Email.id.in_(email_ids)).order_by(Email.id)))
-    self.session.commit()  # hold nothing, not even a table lock, while embedding
-    return index(self.session, emails)
+    """Chunks and vectors for search, after the verdict; returns how many were indexed.
+
+    Yields to verdicts: a batch takes tens of seconds to embed, and a worker busy with it
+    could not take the verdicts that arrive meanwhile (priorities only order the messages
+    not yet taken). So it embeds ``INDEX_STEP`` emails at a time, and when verdict work waits
+    on the bulk queue it sends the rest back to the queue, behind that work.
+    """
+    indexed = 0
+    for start in range(0, len(email_ids), INDEX_STEP):
+        if start and _verdicts_waiting():
+            try:
+                send(INDEX_EMAILS, [email_ids[start:]])
+                break
+            except BrokerUnavailable:
+                pass  # then index it all here
+        emails = list(self.session.scalars(
+            select(Email).where(Email.id.in_(email_ids[start:start + INDEX_STEP]))
+            .order_by(Email.id)))
+        self.session.commit()  # hold nothing, not even a table lock, while embedding
+        indexed += index(self.session, emails)
+        self.session.commit()
+    return indexed
+
+
+def _verdicts_waiting() -> bool:
+    try:
+        return waiting_messages(BULK, before=INDEX_PRIORITY) > 0
+    except RedisError:
+        return False
 
 
 def needs_rescore(model_id: int):

@@ -1,5 +1,6 @@
-"""Fixtures the webhook tests share: the app's test client on committed rows, and an API
-token that may post mail (an admin's, so it carries every scope)."""
+"""Fixtures the integration tests share: the app's test client on committed rows, an API
+token that may post mail (an admin's, so it carries every scope), and the suite's worker
+paused."""
 
 from __future__ import annotations
 
@@ -22,3 +23,18 @@ def api_token(committed):
     with session_scope() as session:
         user = create_user(session, "mta", "a-long-password", Role.ADMIN)
         return create_api_token(session, user, "postfix")
+
+
+@pytest.fixture
+def session_worker_paused(celery_worker):
+    """The suite's in-process worker stops consuming, so only the workers under test work."""
+    from workers.app import celery_app
+    from workers.names import QUEUES
+
+    destination = [celery_worker.hostname]
+    for queue in QUEUES:
+        assert celery_app.control.cancel_consumer(queue, destination=destination, reply=True,
+                                                  timeout=5)
+    yield celery_worker.hostname
+    for queue in QUEUES:
+        celery_app.control.add_consumer(queue, destination=destination, reply=True, timeout=5)

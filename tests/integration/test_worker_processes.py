@@ -24,7 +24,7 @@ from tests.integration import worker_tasks as tasks
 from tests.processes import group_alive, start_command, stop_command
 from tests.waiting import wait_for
 from workers.app import celery_app
-from workers.names import BULK, CLASSIFY_EMAIL, QUEUES, REALTIME
+from workers.names import BULK, CLASSIFY_EMAIL, REALTIME
 from workers.client import send as workers_send
 
 
@@ -158,18 +158,6 @@ def test_enqueued_tasks_leave_their_time_limits_to_the_worker(committed, broker)
     finally:
         before_task_publish.disconnect(capture)
     assert stamped == [(CLASSIFY_EMAIL, (None, None))]
-
-
-@pytest.fixture
-def session_worker_paused(celery_worker):
-    """The suite's in-process worker stops consuming, so only the workers under test work."""
-    destination = [celery_worker.hostname]
-    for queue in QUEUES:
-        assert celery_app.control.cancel_consumer(queue, destination=destination, reply=True,
-                                                  timeout=5)
-    yield celery_worker.hostname
-    for queue in QUEUES:
-        celery_app.control.add_consumer(queue, destination=destination, reply=True, timeout=5)
 
 
 def consumers_of(queue: str, other_than: str) -> list[str]:

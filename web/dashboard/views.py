@@ -27,7 +27,7 @@ from web.dashboard.charts import curve_svg, volume_svg
 from web.dashboard.sanitize import sanitize_email_html
 from core.verdicts import verdict_alias, verdict_of
 from workers import client
-from workers.names import IMPORT_UPLOAD, MODEL_KINDS, QUEUES, queue_lists
+from workers.names import IMPORT_UPLOAD, MODEL_KINDS, QUEUES
 from workers.remote import ask_remote, remote_query_embedder
 
 PER_PAGE = 50
@@ -56,12 +56,8 @@ def overview():
 
 
 def _queue_depths() -> dict[str, int | None]:
-    from core import services
-
     try:
-        redis = services.redis_client()
-        return {queue: sum(redis.llen(name) for name in queue_lists(queue))
-                for queue in QUEUES}
+        return {queue: client.waiting_messages(queue) for queue in QUEUES}
     except Exception:
         return {queue: None for queue in QUEUES}
 
