@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -217,7 +218,8 @@ def latency(config: Config, url: str, broker: str, log_dir: Path, requests_n: in
     from tests.providers import WEBHOOK_SETTINGS
 
     env = {**bench_env(url, broker, config), **WEBHOOK_SETTINGS,
-           "SPAMSIFT_WEBHOOK_RATE_LIMIT": "1000000 per minute"}
+           "SPAMSIFT_WEBHOOK_RATE_LIMIT": "1000000 per minute",
+           "SPAMSIFT_SECRET_KEY": secrets.token_urlsafe(48)}
     os.environ.update(env)
     from core.auth import create_api_token, create_user
     from core.config import get_settings

@@ -219,3 +219,24 @@ def test_migration_gives_existing_tokens_the_scopes_of_todays_behaviour():
                 "SELECT name, scopes, expires_at, revoked_at FROM api_tokens ORDER BY name"))
             assert [tuple(row) for row in rows] == [("a", ["admin"], None, None),
                                                     ("v", ["read"], None, None)]
+
+
+def test_a_token_in_steady_use_writes_its_last_use_once_a_minute(app, users):
+    """Each webhook delivery would otherwise commit (and flush to disk) twice."""
+    token = new_token("alice", "ingest")
+    client = app.test_client()
+
+    def last_used():
+        with session_scope() as session:
+            return session.scalar(select(ApiToken.last_used_at))
+
+    assert post_raw(client, token).status_code == 202
+    first = last_used()
+    assert first is not None
+    assert post_raw(client, token).status_code == 202
+    assert last_used() == first
+    with session_scope() as session:
+        session.execute(update(ApiToken).values(
+            last_used_at=text("now() - interval '61 seconds'")))
+    assert post_raw(client, token).status_code == 202
+    assert last_used() > first
