@@ -10,7 +10,7 @@ folders (easy_ham_2, spam_2) is timed until every one of those emails has its ve
 verdicts the pipeline wrote are scored against the folders' labels (F1 etc. at the model's
 own spam threshold, chosen on out-of-fold scores of the training part).
     python -m bench.pipeline_bench [--configs tfidf-lr,linear-torch,linear-int8,cascade-int8]
-                                   [--latency-requests 200] [--index-emails 300]
+                                   [--latency-requests 200] [--make-run-timeout 3600]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 from bench.report import write_section
 
 DATABASE = "spamsift_bench_pipeline"
+CLIENTS = (1, 8)  # concurrent webhook clients
 EARLY = ("easy_ham", "hard_ham", "spam")
 LATE = ("easy_ham_2", "spam_2")
 
@@ -352,9 +353,6 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--latency-config", default=None,
-                        help="the configuration whose webhook latency is measured "
-                             "(default: the last of --configs)")
     parser.add_argument("--latency-requests", type=int, default=200)
     parser.add_argument("--make-run-timeout", type=float, default=3600,
                         help="seconds to wait for the sample corpus to be classified and "
@@ -377,22 +375,22 @@ def main() -> None:
     broker = services.broker_url(settings)
     log_dir = settings.var_dir / "bench" / "pipeline"
     log_dir.mkdir(parents=True, exist_ok=True)
-    names = args.configs.split(",")
-    results = [run_config(CONFIGS[name], url, broker, log_dir) for name in names]
-    latency_config = CONFIGS[args.latency_config or names[-1]]
-    if latency_config.name != names[-1]:  # its model must be the one in the database
-        run_config(latency_config, url, broker, log_dir)
-    waits = {clients: latency(latency_config, url, broker, log_dir, args.latency_requests,
-                              clients) for clients in (1, 8)}
+    results, waits = [], {}
+    for name in args.configs.split(","):
+        config = CONFIGS[name]
+        results.append(run_config(config, url, broker, log_dir))
+        # Its model is the one in the scratch database now.
+        waits[name] = {clients: latency(config, url, broker, log_dir, args.latency_requests,
+                                        clients) for clients in CLIENTS}
     make_run = (make_run_timing(url, broker, log_dir, args.make_run_timeout)
                 if args.make_run_timeout else None)
     write_section("pipeline", "Verdict pipeline: bulk import → classified, accuracy, indexing, "
                               "webhook → verdict (issue 10)",
-                  report(results, waits, latency_config, make_run, args),
+                  report(results, waits, make_run, args),
                   "python -m bench.pipeline_bench")
 
 
-def report(results: list[dict], waits: dict[int, list[float]], latency_config: Config,
+def report(results: list[dict], waits: dict[str, dict[int, list[float]]],
            make_run: dict | None, args) -> str:
     n = results[0]["n"]
     lines = [
@@ -431,15 +429,19 @@ def report(results: list[dict], waits: dict[int, list[float]], latency_config: C
                 seen.add(r["backend"])
                 lines.append(f"| {r['backend']} | {r['index_rate']:.1f} "
                              f"| {r['index_chunk_rate']:.1f} |")
-    lines += ["", f"Webhook → verdict with `{latency_config.name}` active: `POST "
+    lines += ["", "Webhook → verdict with each configuration's model active: `POST "
               "/webhooks/raw?wait=10000` of distinct later-folder messages against `spamsift "
               "web` (gunicorn, 2 processes) and a realtime worker (`spamsift worker -Q "
               f"realtime`); {args.latency_requests} requests per row after 10 to warm up; "
-              "the client's time from request to the answer carrying the verdict.", "",
-              "| concurrent clients | p50 ms | p99 ms |", "| ---: | ---: | ---: |"]
-    for clients, values in waits.items():
-        lines.append(f"| {clients} | {percentile(values, 50):.0f} "
-                     f"| {percentile(values, 99):.0f} |")
+              "the client's time from request to the answer carrying the verdict. The load "
+              "generator runs on the same cores.", "",
+              "| configuration | " + " | ".join(f"{c} client{'s' * (c > 1)} p50 / p99 ms"
+                                                for c in CLIENTS) + " |",
+              "| --- | " + " | ".join("---:" for _ in CLIENTS) + " |"]
+    for name, by_clients in waits.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{percentile(by_clients[c], 50):.0f} / {percentile(by_clients[c], 99):.0f}"
+            for c in CLIENTS) + " |")
     if make_run:
         def seconds(key: str) -> str:
             return (f"{make_run[key]:.0f} s" if key in make_run
