@@ -1,7 +1,7 @@
 """The SpamAssassin corpus for benchmarks: parsed texts, labels, folders, and cached vectors.
 
-Vectors are derived data: cached under var/bench (never committed) keyed by encoder and
-chunking, so reruns of the classifier bench skip the slow embedding step.
+Vectors are derived data: cached under var/bench (never committed) keyed by encoder, chunking
+or window, and the emails, so reruns of the classifier bench skip the slow embedding step.
 """
 
 from __future__ import annotations
@@ -49,36 +49,58 @@ def load_corpus() -> Corpus:
     return Corpus(ids, np.array(folders), texts, np.array(y, dtype=int))
 
 
-def cached_vectors(corpus: Corpus, encoder, log=print) -> dict[str, np.ndarray]:
-    """Per email: first-chunk and mean-of-chunks document vectors, for CLS and mean pooling.
-
-    Returns {"cls-first", "cls-chunks", "mean-first", "mean-chunks"} → (n, dim) arrays.
-    """
-    from ml.encoder import document_vector
-
-    key = hashlib.sha256(json.dumps([encoder.name, encoder.max_length,
-                                     encoder.config.chunk_overlap, encoder.config.max_chunks,
-                                     corpus.ids]).encode()).hexdigest()[:16]
-    path = get_settings().var_dir / "bench" / f"vectors-{key}.npz"
+def _cached(kind: str, key: list, compute) -> dict[str, np.ndarray]:
+    """Vectors from var/bench/<kind>-<hash of key>.npz, or ``compute()`` saved there."""
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+    path = get_settings().var_dir / "bench" / f"{kind}-{digest}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
-    chunk_texts, owners = [], []
-    for index, text in enumerate(corpus.texts):
-        for chunk in encoder.chunk(text):
-            chunk_texts.append(chunk.text)
-            owners.append(index)
-    owners = np.array(owners)
-    log(f"embedding {len(chunk_texts)} chunks of {len(corpus.texts)} emails")
-    start = time.perf_counter()
-    pooled = encoder.embed_poolings(chunk_texts)
-    log(f"embedded in {time.perf_counter() - start:.0f} s")
-    vectors = {}
-    first = np.searchsorted(owners, np.arange(len(corpus.texts)))
-    for pooling, chunk_vectors in pooled.items():
-        vectors[f"{pooling}-first"] = chunk_vectors[first]
-        vectors[f"{pooling}-chunks"] = np.stack([
-            document_vector(chunk_vectors[owners == i]) for i in range(len(corpus.texts))])
+    vectors = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **vectors)
     return vectors
+
+
+def cached_vectors(corpus: Corpus, encoder, log=print) -> dict[str, np.ndarray]:
+    """Per email: the mean of its chunk vectors, for CLS and mean pooling.
+
+    Returns {"cls-chunks", "mean-chunks"} → (n, dim) arrays.
+    """
+    from ml.encoder import document_vector
+
+    def compute() -> dict[str, np.ndarray]:
+        chunk_texts, owners = [], []
+        for index, text in enumerate(corpus.texts):
+            for chunk in encoder.chunk(text):
+                chunk_texts.append(chunk.text)
+                owners.append(index)
+        owners = np.array(owners)
+        log(f"embedding {len(chunk_texts)} chunks of {len(corpus.texts)} emails")
+        start = time.perf_counter()
+        pooled = encoder.embed_poolings(chunk_texts)
+        log(f"embedded in {time.perf_counter() - start:.0f} s")
+        return {f"{pooling}-chunks": np.stack([
+            document_vector(chunk_vectors[owners == i]) for i in range(len(corpus.texts))])
+            for pooling, chunk_vectors in pooled.items()}
+
+    key = [encoder.name, encoder.max_length, encoder.config.chunk_overlap,
+           encoder.config.max_chunks, corpus.ids]
+    return _cached("vectors", key, compute)
+
+
+def cached_window_vectors(corpus: Corpus, encoder, window: int, log=print
+                          ) -> dict[str, np.ndarray]:
+    """Per email: its classification window (the first ``window`` tokens, special tokens
+    included) embedded once, as the verdict pipeline reads mail.
+
+    Returns {"cls", "mean"} → (n, dim) arrays.
+    """
+    def compute() -> dict[str, np.ndarray]:
+        log(f"embedding the first {window} tokens of {len(corpus.texts)} emails")
+        start = time.perf_counter()
+        pooled = encoder.embed_poolings(corpus.texts, max_length=window)
+        log(f"embedded in {time.perf_counter() - start:.0f} s")
+        return pooled
+
+    return _cached("window", [encoder.name, window, corpus.ids], compute)
