@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from core.config import get_settings
 from core.mail import parse_email, text_for_model
-from core.models import Email, EmailStatus, Prediction, TrainedModel, Verdict
+from core.models import REALTIME_SOURCES, Email, EmailStatus, Prediction, TrainedModel, Verdict
 from core.search import SearchFilter, vector_search
 from core.vectors import store_chunks
 from ml.cascade import CascadePlan
@@ -36,9 +36,6 @@ from workers.client import send_after_commit
 from workers.names import DELIVER_VERDICT
 from workers.runtime import active_model_row, cascade_stages, classifier_for, get_encoder
 
-# Sources of mail that arrives one message at a time (``webhook:<provider>``, ``api``, ``cli``):
-# judged on the realtime queue, and its verdict posted to the callback URL.
-REALTIME_SOURCES = ("webhook", "api", "cli")
 # Linear models trained before classification windows read the first chunk's worth.
 DEFAULT_WINDOW = 256
 

@@ -10,17 +10,17 @@ import time
 
 from celery import shared_task
 from redis.exceptions import RedisError
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from core.config import get_settings
 from core.jobs import advance_job, finish_job, start_job
-from core.models import Email, EmailStatus, Job, JobState, Prediction
+from core.models import REALTIME_WAITING_SQL, Email, EmailStatus, Job, JobState, Prediction
 from workers.app import DbTask
 from workers.client import BrokerUnavailable, send, send_after_commit, waiting_messages
 from workers.names import (BULK, CLASSIFY_EMAIL, CLASSIFY_EMAILS, INDEX_EMAILS, INDEX_PRIORITY,
                            RESCORE)
-from workers.pipeline import REALTIME_SOURCES, index, judge
+from workers.pipeline import index, judge
 from workers.runtime import active_model_row
 
 # Delivered mail waiting longer than this is the reconciler's, not a realtime batch's.
@@ -34,23 +34,26 @@ def _claim_realtime(session, email_id: int, limit: int) -> list[Email]:
     """The email, and other delivered mail waiting for a verdict right now, locked for this
     worker: requests that arrive together are judged (and embedded) in one batch. Rows
     another worker holds are left to it."""
-    waiting = (Email.status.in_((EmailStatus.RECEIVED, EmailStatus.PARSED))
-               & Email.verdict_id.is_(None)
-               & or_(*(Email.source.startswith(f"{s}:") | (Email.source == s)
-                       for s in REALTIME_SOURCES))
-               & (Email.received_at > func.now() - func.make_interval(
-                   0, 0, 0, 0, 0, 0, REALTIME_CLAIM_SECONDS)))
-    return list(session.scalars(
-        select(Email).where(((Email.id == email_id) & (Email.status != EmailStatus.FAILED))
-                            | waiting)
-        .order_by((Email.id != email_id), Email.id).limit(limit)
+    claimed = list(session.scalars(
+        select(Email).where(Email.id == email_id, Email.status != EmailStatus.FAILED,
+                            Email.verdict_id.is_(None))  # else judged in an earlier batch
         .with_for_update(skip_locked=True)))
+    if limit > len(claimed):
+        # An index scan in received_at order: it marks the entries of judged mail dead as
+        # it passes them, so the next claim does not visit them again.
+        claimed += session.scalars(
+            select(Email).where(text(REALTIME_WAITING_SQL), Email.id != email_id,
+                                Email.received_at > func.now() - func.make_interval(
+                                    0, 0, 0, 0, 0, 0, REALTIME_CLAIM_SECONDS))
+            .order_by(Email.received_at).limit(limit - len(claimed))
+            .with_for_update(skip_locked=True))
+    return claimed
 
 
 @shared_task(name=CLASSIFY_EMAIL, base=DbTask, bind=True)
 def classify_email(self: DbTask, email_id: int) -> int | None:
     """One delivered email, as fast as possible, with whatever arrived beside it. Returns its
-    prediction id (None when no model is active, or another worker judges it)."""
+    prediction id (None when no model is active, or another task judges or judged it)."""
     started = time.perf_counter()
     emails = _claim_realtime(self.session, email_id, get_settings().realtime_batch)
     if not emails:

@@ -252,3 +252,17 @@ def test_login_fails_closed_without_redis_while_webhooks_stay_open(make_app, peo
                             data=b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n",
                             headers={"Authorization": f"Bearer {people['ingest']}"})
     assert delivered.status_code == 202
+
+
+def test_webhooks_over_their_rate_limit_get_429_with_retry_after(make_app, people, settings):
+    settings(WEBHOOK_RATE_LIMIT="3 per minute")
+    client = make_app().test_client()
+    codes, last = [], None
+    for n in range(4):
+        last = client.post("/webhooks/raw", content_type="message/rfc822",
+                           data=f"From: a@example.com\r\nSubject: {n}\r\n\r\nbody\r\n".encode(),
+                           headers={"Authorization": f"Bearer {people['ingest']}"})
+        codes.append(last.status_code)
+    assert codes == [202, 202, 202, 429]
+    assert "rate limit exceeded" in last.get_json()["error"]
+    assert 0 < int(last.headers["Retry-After"]) <= 60
