@@ -252,7 +252,8 @@ class _Message(EmailMessage):
 
     Its getters (get_content_type, get_param, get_filename, get_content_charset, ...) fetch
     and parse the Content-Type header again on every call, and the parser and the reader
-    call them several times for every part.
+    call them several times for every part. Each part remembers what it parsed (spam's
+    Content-Type can run to kilobytes of parameters, too long for the shared cache).
     """
 
     def get(self, name, failobj=None):
@@ -261,15 +262,21 @@ class _Message(EmailMessage):
             if key.lower() == lower:
                 if hasattr(value, "name"):  # already a header object
                     return value
-                return _parse_header(key, value)
+                return self.parsed_header(key, value)
         return failobj
+
+    def parsed_header(self, name: str, value: str):
+        parsed = self.__dict__.setdefault("_parsed_headers", {})
+        if (name, value) not in parsed:
+            parsed[name, value] = _parse_header(name, value)
+        return parsed[name, value]
 
 
 def _parse_message(raw: bytes) -> Message:
     return BytesParser(_Message, policy=policy.default).parsebytes(raw)
 
 
-def _header_value(name: str, raw_value: str, reader: _Reader):
+def _header_value(message: _Message, name: str, raw_value: str, reader: _Reader):
     """The parsed header object (str subclass), or plain decoded text when parsing fails.
 
     Raw 8-bit bytes (not allowed in headers, common in spam) are read as UTF-8, else cp1252.
@@ -284,7 +291,7 @@ def _header_value(name: str, raw_value: str, reader: _Reader):
     if "=?" not in unfolded and issubclass(_header_class(name.lower()), UnstructuredHeader):
         return unfolded
     try:
-        return _parse_header(name, value)
+        return message.parsed_header(name, value)
     except Exception as exc:
         reader.defect(f"unparseable {name} header: {exc}")
     try:
@@ -293,10 +300,10 @@ def _header_value(name: str, raw_value: str, reader: _Reader):
         return value
 
 
-def _header_text(message: Message, name: str, reader: _Reader) -> str:
+def _header_text(message: _Message, name: str, reader: _Reader) -> str:
     for header_name, raw_value in message.raw_items():
         if header_name.lower() == name.lower():
-            return clean_text(str(_header_value(header_name, raw_value, reader))).strip()
+            return clean_text(str(_header_value(message, header_name, raw_value, reader))).strip()
     return ""
 
 
@@ -333,7 +340,7 @@ def parse_email(raw: bytes) -> ParsedEmail:
     firsts: dict[str, object] = {}
     values: list[tuple[str, object]] = []
     for name, raw_value in message.raw_items():
-        value = _header_value(name, raw_value, reader)
+        value = _header_value(message, name, raw_value, reader)
         parsed.headers.append([clean_text(name), clean_text(str(value))])
         firsts.setdefault(name.lower(), value)
         values.append((name.lower(), value))
