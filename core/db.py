@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+import time
 from functools import lru_cache
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,12 +23,38 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+# A pooled connection idle for longer than this is pinged before use (the server may have
+# restarted meanwhile); one in steady use is not: a ping is a round trip per transaction,
+# and a verdict takes only a few. A connection the server dropped while in steady use fails
+# its statement instead, and SQLAlchemy then discards every pooled connection.
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
 @lru_cache(maxsize=8)
 def _engine_for(url: str) -> Engine:
     # Room for every web thread to hold a connection while it waits for a verdict.
     overflow = max(5, get_settings().web_threads)
-    return create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=5,
-                         max_overflow=overflow, connect_args={"connect_timeout": 5})
+    engine = create_engine(sqlalchemy_url(url), pool_size=5, max_overflow=overflow,
+                           connect_args={"connect_timeout": 5})
+    _ping_after_idle(engine)
+    return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # As pool_pre_ping does: reconnect, and drop the pool's other connections too.
+            raise exc.InvalidatePoolError() from error
 
 
 def get_engine(url: str | None = None) -> Engine:
