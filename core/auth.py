@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from core.models import ApiToken, LoginSession, Role, Scope, User
 
@@ -166,8 +166,8 @@ def token_grant(session: Session, token: str) -> TokenGrant | None:
     """The grant of an unrevoked, unexpired token of an active user, or None."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(token),
-                                                *_live(ApiToken)))
+    row = session.scalar(select(ApiToken).options(joinedload(ApiToken.user))
+                         .where(ApiToken.token_hash == token_digest(token), *_live(ApiToken)))
     if row is None or not row.user.is_active:
         return None
     if row.last_used_at is None or (

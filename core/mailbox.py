@@ -11,7 +11,7 @@ from sqlalchemy import Date, cast, func, select
 from sqlalchemy.orm import Session
 
 from core.models import Email, EmailStatus, Label, Prediction, Verdict
-from core.verdicts import verdict_alias, verdict_of
+from core.verdicts import verdict_alias, verdict_id_of
 
 
 @dataclass
@@ -98,8 +98,8 @@ def wait_for_prediction(email_id: int, wait_ms: int) -> Prediction | None:
     """The email's verdict, waiting up to ``wait_ms`` for one to be committed.
 
     The waiter LISTENs on the email's channel before it looks, so a verdict committed in
-    between is not missed, and it sleeps until notified instead of polling. One pooled
-    connection per waiter.
+    between is not missed, and it sleeps until notified instead of polling. It reads only the
+    verdict pointer until there is one. One pooled connection per waiter.
     """
     from core.db import get_engine
 
@@ -110,12 +110,15 @@ def wait_for_prediction(email_id: int, wait_ms: int) -> Prediction | None:
         channel = verdict_channel(email_id)
         driver.execute(f'LISTEN "{channel}"')
         try:
+            prediction_id = verdict_id_of(connection, email_id)
+            while prediction_id is None and (remaining := deadline - time.monotonic()) > 0:
+                for _ in driver.notifies(timeout=remaining, stop_after=1):
+                    pass
+                prediction_id = verdict_id_of(connection, email_id)
+            if prediction_id is None:
+                return None
             with Session(bind=connection, expire_on_commit=False) as session:
-                prediction = verdict_of(session, email_id)
-                while prediction is None and (remaining := deadline - time.monotonic()) > 0:
-                    for _ in driver.notifies(timeout=remaining, stop_after=1):
-                        pass
-                    prediction = verdict_of(session, email_id)
+                prediction = session.get(Prediction, prediction_id)
                 if prediction is not None:
                     session.expunge(prediction)
                 return prediction
