@@ -31,6 +31,10 @@ _FALLBACK_CHARSETS = ("utf-8", "cp1252")
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
 # Longer header values are parsed each time they are read, not kept in memory.
 _MAX_REMEMBERED_HEADER = 1000
+# Headers whose value carries MIME parameters, and how many of those are read.
+_PARAMETER_HEADERS = frozenset({"content-type", "content-disposition"})
+MAX_MIME_PARAMETERS = 50
+_EMPTY_PARAMETERS = re.compile(r";(?:[ \t\r\n]*;)+")
 
 
 @dataclass
@@ -223,6 +227,17 @@ def _payload_bytes(part: Message, reader: _Reader) -> bytes:
     return payload
 
 
+def _bounded_parameters(value: str) -> str:
+    """A MIME parameter list the stdlib parser reads in bounded time: its time grows with
+    the square of the number of parameters, and spam carries thousands of empty ones
+    (``text/html ; ; ; ...``). Empty parameters mean nothing and go; after
+    ``MAX_MIME_PARAMETERS`` the rest is cut."""
+    value = _EMPTY_PARAMETERS.sub(";", value)
+    if value.count(";") > MAX_MIME_PARAMETERS:
+        value = ";".join(value.split(";", MAX_MIME_PARAMETERS + 1)[:MAX_MIME_PARAMETERS + 1])
+    return value
+
+
 @functools.lru_cache(maxsize=512)
 def _header_class(lower_name: str) -> type:
     """policy.default's header class for a name (its registry builds a new class per call)."""
@@ -235,6 +250,8 @@ def _parse_header(name: str, value: str):
     A pure function of its arguments, and the same values (Content-Type above all) recur in
     every part and every message.
     """
+    if ";" in value and name.lower() in _PARAMETER_HEADERS:
+        value = _bounded_parameters(value)
     if len(value) > _MAX_REMEMBERED_HEADER:
         return _new_header(name, value)
     return _remembered_header(name, value)

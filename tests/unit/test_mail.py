@@ -224,3 +224,23 @@ def test_html_body_is_the_html_alternative(mail_fixture):
     assert html_body(mail_fixture("alternative.eml")).strip() == (
         "<p>HTML version of the newsletter.</p>")
     assert html_body(mail_fixture("plain.eml")) is None
+
+
+def test_mime_parameters_are_read_past_runs_of_empty_ones_and_bounded():
+    """Spam's ``text/html ; ; ; ...`` (thousands of empty parameters) keeps its charset; a
+    parameter list is read up to MAX_MIME_PARAMETERS entries (the stdlib parser's time grows
+    with the square of their number: the import bench measures it)."""
+    from core.mail import MAX_MIME_PARAMETERS
+
+    body = "caf\u00e9 cr\u00e8me".encode("latin-1")
+    empty = (b"Subject: s\r\nContent-Type: text/plain ;" + b" ;" * 5000
+             + b" charset=iso-8859-1\r\n\r\n" + body + b"\r\n")
+    assert parse_email(empty).text == "caf\u00e9 cr\u00e8me"
+
+    many = "".join(f"; p{n}=v{n}" for n in range(MAX_MIME_PARAMETERS + 500))
+    message = _parse_message(
+        f"Subject: s\r\nContent-Type: text/plain; charset=utf-8{many}\r\n\r\nbody\r\n".encode())
+    params = dict(message["Content-Type"].params)
+    assert params["charset"] == "utf-8" and "p0" in params
+    assert len(params) == MAX_MIME_PARAMETERS
+    assert parse_email(message.as_bytes()).text == "body"
