@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email import policy
 from email.header import decode_header, make_header
-from email.headerregistry import UnstructuredHeader
+from email.headerregistry import AddressHeader, UnstructuredHeader
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.utils import getaddresses
 
 from core.html_text import html_to_text, normalise_whitespace
 
@@ -31,6 +32,8 @@ _FALLBACK_CHARSETS = ("utf-8", "cp1252")
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
 # Longer header values are parsed each time they are read, not kept in memory.
 _MAX_REMEMBERED_HEADER = 1000
+# Longer address headers (To, Cc, ...) are read by the simpler email.utils.getaddresses.
+_MAX_PARSED_ADDRESS_HEADER = 2000
 # Headers whose value carries MIME parameters, and how many of those are read.
 _PARAMETER_HEADERS = frozenset({"content-type", "content-disposition"})
 MAX_MIME_PARAMETERS = 50
@@ -305,8 +308,11 @@ def _header_value(message: _Message, name: str, raw_value: str, reader: _Reader)
         reader.defect(f"8-bit bytes in {name} header")
         value = decode_bytes(value.encode("ascii", "surrogateescape"), None)[0]
     unfolded = value.replace("\r", "").replace("\n", "")
-    if "=?" not in unfolded and issubclass(_header_class(name.lower()), UnstructuredHeader):
+    header_class = _header_class(name.lower())
+    if "=?" not in unfolded and issubclass(header_class, UnstructuredHeader):
         return unfolded
+    if len(unfolded) > _MAX_PARSED_ADDRESS_HEADER and issubclass(header_class, AddressHeader):
+        return _LongAddressList(unfolded)
     try:
         return message.parsed_header(name, value)
     except Exception as exc:
@@ -324,10 +330,29 @@ def _header_text(message: _Message, name: str, reader: _Reader) -> str:
     return ""
 
 
+class _LongAddressList(str):
+    """An address header too long for the stdlib's structured parser, whose time grows fast
+    with the number of addresses (spam sends to hundreds at once): its text (encoded words
+    decoded), and its addresses as ``email.utils.getaddresses`` reads them."""
+
+    def __new__(cls, unfolded: str):
+        text = unfolded
+        if "=?" in unfolded:
+            try:
+                text = str(make_header(decode_header(unfolded)))
+            except Exception:
+                pass
+        header = super().__new__(cls, text.strip())
+        header.specs = [spec for _, spec in getaddresses([unfolded])]
+        return header
+
+
 def _addresses(header) -> list[str]:
     found = []
-    for address in getattr(header, "addresses", ()) or ():
-        spec = clean_text(address.addr_spec or "").strip()
+    specs = header.specs if isinstance(header, _LongAddressList) else [
+        address.addr_spec for address in getattr(header, "addresses", ()) or ()]
+    for spec in specs:
+        spec = clean_text(spec or "").strip()
         if spec and spec != "<>":
             found.append(spec)
     return found

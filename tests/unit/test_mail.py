@@ -244,3 +244,21 @@ def test_mime_parameters_are_read_past_runs_of_empty_ones_and_bounded():
     assert params["charset"] == "utf-8" and "p0" in params
     assert len(params) == MAX_MIME_PARAMETERS
     assert parse_email(message.as_bytes()).text == "body"
+
+
+def test_a_long_recipient_list_is_read_whole():
+    """Spam to hundreds of addresses at once: a list too long for the stdlib's structured
+    parser (its time grows fast with the addresses) is read by email.utils.getaddresses."""
+    names = [f"User {n} <user{n}@example.org>" for n in range(300)]
+    raw = ("From: =?utf-8?q?J=C3=BCrgen?= <j@example.de>\r\nTo: " + ",\r\n\t".join(names)
+           + "\r\nCc: =?utf-8?q?Ren=C3=A9?= <rene@example.fr>, " + ", ".join(
+               f"c{n}@example.net" for n in range(200))
+           + "\r\nSubject: hello\r\n\r\nbody\r\n").encode()
+    parsed = parse_email(raw)
+    assert parsed.recipients == ([f"user{n}@example.org" for n in range(300)]
+                                 + ["rene@example.fr"] + [f"c{n}@example.net" for n in range(200)])
+    headers = dict(parsed.headers)
+    assert headers["To"].startswith("User 0 <user0@example.org>,")
+    assert headers["To"].endswith("User 299 <user299@example.org>")
+    assert headers["Cc"].startswith("René <rene@example.fr>, c0@example.net")
+    assert parsed.sender == "j@example.de"
