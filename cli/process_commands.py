@@ -88,5 +88,6 @@ def web(host: str, port: int, processes: int) -> None:
                 "--worker-class", "gthread", "--threads", str(settings.web_threads),
                 "--timeout", str(settings.web_timeout),
                 "--access-logfile", "-", "--logger-class", "web.access_log.RedactingLogger",
+                "--config", "python:web.gunicorn_hooks",
                 "web:create_app()"]
     WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]").run()

@@ -6,10 +6,11 @@ URL included) is read from settings the first time Celery needs it.
 
 from __future__ import annotations
 
+import gc
 import threading
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 from kombu import Queue
 from sqlalchemy.orm import Session
 
@@ -87,10 +88,19 @@ celery_app.add_defaults(_celery_config)  # a callable: evaluated when first need
 
 @worker_process_init.connect
 def _warm_up(**_) -> None:
-    """Each pool process loads the active model as it starts, not on its first email."""
+    """Each pool process loads the active model as it starts, not on its first email; then
+    what it loaded is moved out of the garbage collector's sight (``web.gunicorn_hooks``
+    says why)."""
     from workers.runtime import warm_up
 
     warm_up()
+    gc.freeze()
+
+
+@worker_ready.connect
+def _freeze_consumer(**_) -> None:
+    """The same for the process that fetches messages and hands them to the pool."""
+    gc.freeze()
 
 
 class DbTask(GuardedTask):
