@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
+from core.collector import settle_after_start
 
 
 def post_worker_init(worker) -> None:
-    """What loading the app made lives as long as the worker: move it out of the garbage
-    collector's sight, so its full passes walk only what requests make (walking everything
-    stalled every request of the process for 100 ms and more under load)."""
-    gc.freeze()
+    """The app is loaded: tune the garbage collector (``core.collector`` says why)."""
+    settle_after_start()

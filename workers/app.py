@@ -6,7 +6,6 @@ URL included) is read from settings the first time Celery needs it.
 
 from __future__ import annotations
 
-import gc
 import threading
 
 from celery import Celery
@@ -15,6 +14,7 @@ from kombu import Queue
 from sqlalchemy.orm import Session
 
 from core import services
+from core.collector import settle_after_start
 from core.config import get_settings
 from core.db import session_scope
 from workers.guard import GuardedTask
@@ -89,18 +89,17 @@ celery_app.add_defaults(_celery_config)  # a callable: evaluated when first need
 @worker_process_init.connect
 def _warm_up(**_) -> None:
     """Each pool process loads the active model as it starts, not on its first email; then
-    what it loaded is moved out of the garbage collector's sight (``web.gunicorn_hooks``
-    says why)."""
+    the garbage collector is tuned (``core.collector`` says why)."""
     from workers.runtime import warm_up
 
     warm_up()
-    gc.freeze()
+    settle_after_start()
 
 
 @worker_ready.connect
-def _freeze_consumer(**_) -> None:
+def _settle_consumer(**_) -> None:
     """The same for the process that fetches messages and hands them to the pool."""
-    gc.freeze()
+    settle_after_start()
 
 
 class DbTask(GuardedTask):
