@@ -5,8 +5,9 @@ Measured under load (webhook → verdict at 8 concurrent clients, ``bench/pipeli
 full collections walked everything the process had loaded (the app, the model, SQLAlchemy's
 mappings) and stalled every request of the process for 100-325 ms; and with the default
 thresholds the young collections ran every 700 allocations of the requests' short-lived
-objects. Freezing what start-up made and collecting less often lowered p99 from about 230
-to 110-130 ms and raised throughput by about a tenth.
+objects. Freezing what start-up made lowered p99 from about 230 to 110-130 ms; collecting
+the young generation less often gave a few per cent more throughput, within this machine's
+run-to-run noise.
 """
 
 from __future__ import annotations
