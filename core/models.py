@@ -356,6 +356,8 @@ class Job(Base):
     message: Mapped[str | None] = mapped_column(Text)
     params: Mapped[dict] = mapped_column(JSONB, default=dict)
     result: Mapped[dict] = mapped_column(JSONB, default=dict)
+    # Where a long run (LoRA training) goes on from when its worker was lost; an .npz.
+    checkpoint: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = _now_column()
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -8,6 +8,7 @@ import numpy as np
 
 from ml.baseline import TfidfBaseline
 from ml.linear import LinearProbe
+from ml.lora import LORA, LoraClassifier
 from ml.metrics import binary_metrics, confusion, curves
 from ml.thresholds import Thresholds, choose_thresholds
 
@@ -15,15 +16,20 @@ LINEAR = "linear"
 TFIDF_NB = "tfidf-nb"
 TFIDF_LR = "tfidf-lr"
 CASCADE = "cascade"  # TF-IDF LR decides what it is sure of, a linear model the rest
-KINDS = (LINEAR, TFIDF_NB, TFIDF_LR, CASCADE)
+KINDS = (LINEAR, TFIDF_NB, TFIDF_LR, CASCADE, LORA)
 READS_TEXT = {TFIDF_NB, TFIDF_LR}
 
 
-def load_classifier(kind: str, artifact: dict, blob: bytes) -> LinearProbe | TfidfBaseline:
+def load_classifier(kind: str, artifact: dict, blob: bytes, **serving
+                    ) -> LinearProbe | TfidfBaseline | LoraClassifier:
+    """``serving``: for a fine-tune, ``LoraClassifier.load``'s base_dir, backend, cache_dir,
+    base_state and threads."""
     if kind == LINEAR:
         return LinearProbe.from_artifact(artifact, blob)
     if kind in (TFIDF_NB, TFIDF_LR):
         return TfidfBaseline.from_artifact(artifact, blob)
+    if kind == LORA:
+        return LoraClassifier.load(artifact=artifact, blob=blob, **serving)
     raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
 
 

@@ -60,10 +60,16 @@ def model_directory(package: str) -> Path:
     return directory
 
 
+def package_version(package: str) -> str:
+    """``package==version`` of an installed encoder package: which weights a model starts
+    from."""
+    return f"{package}=={importlib.metadata.version(package)}"
+
+
 def encoder_name(package: str, pooling: str, backend: str = "torch") -> str:
     """What identifies a vector space: package, version, pooling, and int8 weights (torch and
     fp32 ONNX give the same vectors)."""
-    name = f"{package}=={importlib.metadata.version(package)};pool={pooling}"
+    name = f"{package_version(package)};pool={pooling}"
     return f"{name};int8" if backend == "onnx-int8" else name
 
 
@@ -145,17 +151,10 @@ def _torch_forward(directory: Path, threads: int):
 
 def _onnx_forward(config: EncoderConfig, directory: Path):
     """(input_ids, attention_mask) → last hidden states, by ONNX Runtime."""
-    import onnxruntime
+    from ml.onnx_export import onnx_model_file, onnx_session
 
-    from ml.onnx_export import onnx_model_file
-
-    path = onnx_model_file(config.package, directory, config.cache_dir,
-                           int8=config.backend == "onnx-int8")
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = config.threads
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(path), options,
-                                           providers=["CPUExecutionProvider"])
+    session = onnx_session(onnx_model_file(config.package, directory, config.cache_dir,
+                                           int8=config.backend == "onnx-int8"), config.threads)
 
     def hidden_states(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]

@@ -15,12 +15,14 @@ from core import services
 from core.config import get_settings
 from core.db import after_commit, session_scope
 from core.intake import Stored, store_delivery
-from core.jobs import create_job
-from core.models import JobState, TrainedModel
+from core.jobs import create_job, finish_job
+from core.models import Job, JobState, TrainedModel
 from core.registry import activate, roll_back
 from ml.encoder import encoder_name
+from ml.lora_settings import LoraSettings
 from workers.app import celery_app
-from workers.names import CLASSIFY_EMAIL, RESCORE, TASK_ROUTES, TRAIN_MODEL, queue_lists
+from workers.names import (CLASSIFY_EMAIL, LORA, RESCORE, TASK_ROUTES, TRAIN_MODEL,
+                           queue_lists)
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +120,37 @@ def roll_back_model(session: Session) -> TrainedModel:
     return model
 
 
+def training_job(session: Session, kind: str, pooling: str | None = None,
+                 make_active: bool = True, options: dict | None = None) -> Job:
+    """A queued training job: its row says what to train, so a re-send trains the same.
+    Raises ValueError for options the kind does not take or out of range."""
+    if kind == LORA:
+        options = LoraSettings.from_dict(options or {}).to_dict()  # every setting recorded
+    elif options:
+        raise ValueError(f"options apply to LoRA training only, not to {kind}")
+    return create_job(session, "train", state=JobState.QUEUED, params={
+        "kind": kind, "pooling": pooling, "make_active": make_active,
+        "options": options or {}})
+
+
 def queue_training(session: Session, kind: str, pooling: str | None = None,
-                   make_active: bool = True):
+                   make_active: bool = True, options: dict | None = None) -> Job:
     """Create a queued training job and send it to the training queue once committed."""
-    job = create_job(session, "train", state=JobState.QUEUED,
-                     params={"kind": kind, "pooling": pooling})
-    send_after_commit(session, TRAIN_MODEL, [job.id, kind],
-                      {"pooling": pooling, "make_active": make_active})
+    job = training_job(session, kind, pooling, make_active, options)
+    send_after_commit(session, TRAIN_MODEL, [job.id])
+    return job
+
+
+def cancel_job(session: Session, job_id: int) -> Job:
+    """Mark a queued or running job cancelled; its worker stops at its next step (training,
+    re-scoring) and nothing sends it again."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise LookupError(f"no job with id {job_id}")
+    if job.state not in (JobState.QUEUED, JobState.RUNNING):
+        raise ValueError(f"job {job_id} is {job.state.value}; only queued or running jobs "
+                         "can be cancelled")
+    finish_job(session, job, JobState.CANCELLED, message="cancelled")
+    session.flush()
+    session.refresh(job)  # load finished_at, so the row is whole once detached
     return job

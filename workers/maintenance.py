@@ -11,6 +11,10 @@ mail is never sent again. Every state an email can stall in is covered:
 - a verdict that is not the active model's, when no re-scoring runs: re-scored;
 - ``classified`` but not indexed in the configured vector space: indexed again (never marked
   failed for that: its verdict stands).
+
+A training job that has not moved for the grace period is sent again too: its worker was lost
+(a LoRA run goes on from its checkpoint), or its message was; a lock on the job keeps a
+re-send from running beside a worker that is only slow.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from core.models import Email, EmailStatus, Job, JobState
 from core.registry import active_model
 from workers.app import DbTask
 from workers.client import index_space, rescore_after_commit, send, send_in_batches
-from workers.names import CLASSIFY_EMAILS, IMPORT_UPLOAD, INDEX_EMAILS, RECONCILE
+from workers.names import CLASSIFY_EMAILS, IMPORT_UPLOAD, INDEX_EMAILS, RECONCILE, TRAIN_MODEL
 from workers.tasks import needs_rescore
 
 log = logging.getLogger(__name__)
@@ -123,7 +127,24 @@ def reconcile(self: DbTask, older_than_seconds: int | None = None, limit: int = 
                  & Email.indexed_with.is_distinct_from(index_space()))
     sent += _resend_emails(session, unindexed, INDEX_EMAILS, "not indexed", older_than_seconds,
                            limit, settings, give_up=False)
+    sent += _resend_training(session, older_than_seconds)
     return sent + _resend_uploads(session, older_than_seconds, settings)
+
+
+def _resend_training(session: Session, older_than_seconds: int) -> int:
+    """Send again the training jobs that have not moved within the grace period."""
+    stalled = session.scalars(select(Job.id).where(
+        Job.kind == "train", Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
+        Job.updated_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0,
+                                                         older_than_seconds))).all()
+    if not stalled:
+        return 0
+    session.execute(update(Job).where(Job.id.in_(stalled)).values(updated_at=func.now()))
+    session.commit()
+    for job_id in stalled:
+        send(TRAIN_MODEL, [job_id])
+    log.info("reconcile: re-enqueued training jobs %s", stalled)
+    return len(stalled)
 
 
 def _resend_rescore(session: Session, model, older_than_seconds: int) -> int:

@@ -3,6 +3,8 @@ task modules (``workers.client`` sends them)."""
 
 from __future__ import annotations
 
+from ml.lora_settings import LORA
+
 # Queues by purpose; each can be given its own workers.
 REALTIME = "realtime"  # webhook verdicts, query embeddings
 BULK = "bulk"  # imported mail's verdicts, search indexing, re-scoring
@@ -29,7 +31,7 @@ INDEX_PRIORITY = 9
 
 # The model kinds ``spamsift train``, the API and the dashboard offer (ml.classifiers.KINDS,
 # named here so the web app need not import the training stack).
-MODEL_KINDS = ("tfidf-nb", "tfidf-lr", "linear", "cascade")
+MODEL_KINDS = ("tfidf-nb", "tfidf-lr", "linear", "cascade", LORA)
 
 TASK_ROUTES = {
     CLASSIFY_EMAIL: {"queue": REALTIME},

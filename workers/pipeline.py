@@ -4,8 +4,9 @@ Webhooks, ``/api/classify``, ``spamsift classify``, imports, re-scoring, ``spams
 the benchmarks all come through here; the Celery tasks (``workers.tasks``) only load rows and
 call it.
 
-- A verdict reads only what its model needs: a TF-IDF model reads the text; an encoder model
-  one classification window (the first ``SPAMSIFT_CLASSIFY_WINDOW`` tokens of subject and
+- A verdict reads only what its model needs: a TF-IDF model reads the text; a fine-tune
+  (LoRA) the first tokens of the text it was trained on; a linear encoder model one
+  classification window (the first ``SPAMSIFT_CLASSIFY_WINDOW`` tokens of subject and
   body) embedded the way the model was trained (its pooling and backend).
 - Indexing (every chunk of the text, for search) is apart: bulk work after the verdict.
 - Idempotent: one prediction per email and model, inserted with ``ON CONFLICT DO NOTHING``;
@@ -30,7 +31,7 @@ from core.models import REALTIME_SOURCES, Email, EmailStatus, Prediction, Traine
 from core.search import SearchFilter, vector_search
 from core.vectors import store_chunks
 from ml.cascade import CascadePlan
-from ml.classifiers import CASCADE, LINEAR, READS_TEXT
+from ml.classifiers import CASCADE, LINEAR, LORA, READS_TEXT
 from ml.thresholds import Thresholds
 from workers.client import send_after_commit
 from workers.names import DELIVER_VERDICT
@@ -121,6 +122,9 @@ def score_texts(model: TrainedModel, texts: Sequence[str], reason_terms: int = 5
                           [{} for _ in texts])
         p_spam, terms = classifier.predict_with_reasons(texts, reason_terms)
         return Scores(np.asarray(p_spam, dtype=float), [{"terms": t} for t in terms])
+    if model.kind == LORA:
+        return Scores(np.asarray(classifier.predict_proba(texts), dtype=float),
+                      [{} for _ in texts])
     if model.kind == LINEAR:
         how = EncoderInput.of(model)
         vectors = window_vectors(texts, how)

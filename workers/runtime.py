@@ -8,7 +8,8 @@ from functools import lru_cache
 from core.config import get_settings
 from core.models import TrainedModel
 from ml.classifiers import load_classifier
-from ml.encoder import Encoder, EncoderConfig
+from ml.encoder import Encoder, EncoderConfig, model_directory, package_version
+from ml.lora import LORA
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,24 @@ def classifier_for(model: TrainedModel):
     if key not in _loaded:
         if len(_loaded) >= 4:
             _loaded.pop(next(iter(_loaded)))
-        _loaded[key] = load_classifier(model.kind, model.artifact, model.artifact_blob)
+        serving = {}
+        if model.kind == LORA:
+            serving = lora_serving(model.params.get("backend", "torch"))
+            installed = package_version(get_settings().encoder_package)
+            if model.artifact["base"] != installed:
+                raise ValueError(f"model {model.id} was fine-tuned from "
+                                 f"{model.artifact['base']}; this worker has {installed}")
+        _loaded[key] = load_classifier(model.kind, model.artifact, model.artifact_blob,
+                                       **serving)
     return _loaded[key]
+
+
+def lora_serving(backend: str) -> dict:
+    """How this process serves a fine-tune: the installed encoder's weights as its base, on
+    ``backend``, merged ONNX models cached under the var directory."""
+    settings = get_settings()
+    return {"base_dir": model_directory(settings.encoder_package), "backend": backend,
+            "cache_dir": settings.var_dir / "onnx", "threads": settings.torch_threads}
 
 
 _models: dict[tuple, TrainedModel] = {}

@@ -1,35 +1,57 @@
-"""Train a classifier on the labeled emails and add it to the registry."""
+"""Train a classifier on the labeled emails and add it to the registry.
+
+A training job's row says what to train (``params``: kind, pooling, make_active, options);
+the task reads it from there, so a re-sent job trains the same thing. One worker runs a job
+at a time (an advisory lock on the job); a cancelled job stops at its next step; a LoRA run
+whose worker was lost goes on from the checkpoint in its row when the job is sent again.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from celery import shared_task
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.config import get_settings
 from core.db import session_scope
 from core.jobs import finish_job
+from core.locks import exclusive
 from core.mail import parse_email
 from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel
 from ml.baseline import train_baseline
 from ml.cascade import choose_cascade
 from ml.classifiers import CASCADE, LINEAR, TFIDF_LR, TFIDF_NB, validate
-from ml.linear import check_labels, train_linear_probe
+from ml.encoder import model_directory, package_version
+from ml.linear import check_labels, platt, sigmoid, train_linear_probe
+from ml.lora import (LORA, CheckpointMismatch, Hooks, LoraClassifier, LoraSettings, Progress,
+                     TrainingStopped, to_artifact, train_lora)
 from workers.app import DbTask
 from workers.client import activate_model
 from workers.names import TRAIN_MODEL
 from workers.pipeline import EncoderInput, model_text, window_vectors
+from workers.runtime import lora_serving
+
+log = logging.getLogger(__name__)
 
 EMBED_BATCH = 256
+PROGRESS_EVERY_SECONDS = 2.0  # at most one progress write (and cancel check) per this
 
 
-def _progress(job_id: int, done: int, total: int, message: str) -> None:
+def _progress(job_id: int, done: int, total: int, message: str,
+              details: dict | None = None) -> None:
     """Job progress in its own transaction, so followers see it while training runs."""
     with session_scope() as session:
         job = session.get(Job, job_id)
+        if job is None:  # deleted under the run, which stops at its next step
+            return
         job.done, job.total, job.message = done, total, message
+        if details is not None:
+            job.result = details
         if job.state == JobState.QUEUED:
             job.state = JobState.RUNNING
             job.started_at = func.clock_timestamp()
@@ -59,13 +81,18 @@ def _window_vectors(job_id: int, texts: list[str], how: EncoderInput) -> np.ndar
 
 @dataclass
 class Fitted:
-    """A classifier fitted on the labeled mail, with its out-of-fold p(spam)."""
+    """A classifier fitted on the labeled mail, stored as ``artifact`` and ``blob``, with the
+    held-out p(spam) its thresholds are chosen on: out-of-fold for every labeled email, or of
+    a validation part only (``held_out``: positions in the labeled mail)."""
 
     kind: str
-    classifier: object | None  # None for a cascade: its stages are models of their own
-    oof: np.ndarray
+    artifact: dict
+    blob: bytes | None
+    p_held_out: np.ndarray
     params: dict
     encoder: str | None = None
+    held_out: np.ndarray | None = None  # None: every labeled email, out of fold
+    extra_metrics: dict = field(default_factory=dict)
 
 
 def _fit(job_id: int, kind: str, texts: list[str], y: np.ndarray, pooling: str | None
@@ -76,74 +103,206 @@ def _fit(job_id: int, kind: str, texts: list[str], y: np.ndarray, pooling: str |
         _progress(job_id, len(texts), len(texts), "fitting")
         classifier, oof, params = train_linear_probe(vectors, y)
         params.update(pooling=how.pooling, window=how.window, backend=how.backend)
-        return Fitted(kind, classifier, oof, params, how.space())
+        return Fitted(kind, *classifier.to_artifact(), oof, params, how.space())
     if kind in (TFIDF_NB, TFIDF_LR):
         _progress(job_id, 0, len(texts), "fitting")
         classifier, oof, params = train_baseline(texts, y, kind.split("-")[1])
-        return Fitted(kind, classifier, oof, params)
+        return Fitted(kind, *classifier.to_artifact(), oof, params)
     raise ValueError(f"cannot train a model of kind {kind!r}")
 
 
-def _register(session, fitted: Fitted, y: np.ndarray, extra_metrics: dict | None = None
-              ) -> TrainedModel:
+class _LoraJob:
+    """The hooks of a LoRA run inside a job: progress and checkpoints into the job's row
+    (throttled), and a stop when the job is cancelled."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.last_write = 0.0
+
+    def progress(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if (progress.validation_f1 is None and progress.step < progress.total
+                and now - self.last_write < PROGRESS_EVERY_SECONDS):
+            return
+        self.last_write = now
+        parts = [f"step {progress.step}/{progress.total}"]
+        if progress.loss is not None:
+            parts.append(f"loss {progress.loss:.3f}")
+        if progress.best_f1 is not None:
+            parts.append(f"validation F1 {progress.best_f1:.3f} (best)")
+        if progress.eta_seconds is not None:
+            parts.append(f"about {_duration(progress.eta_seconds)} left")
+        _progress(self.job_id, progress.step, progress.total, " · ".join(parts), {
+            "step": progress.step, "total": progress.total, "loss": progress.loss,
+            "validation_f1": progress.validation_f1, "best_f1": progress.best_f1,
+            "eta_seconds": progress.eta_seconds})
+
+    def checkpoint(self, blob: bytes) -> None:
+        with session_scope() as session:
+            session.execute(update(Job).where(Job.id == self.job_id).values(checkpoint=blob))
+
+    def cancelled(self) -> bool:
+        """Cancelled, or gone (a job deleted under the run)."""
+        with session_scope() as session:
+            state = session.scalar(select(Job.state).where(Job.id == self.job_id))
+        return state in (None, JobState.CANCELLED)
+
+    def saved(self) -> bytes | None:
+        with session_scope() as session:
+            return session.scalar(select(Job.checkpoint).where(Job.id == self.job_id))
+
+    def hooks(self) -> Hooks:
+        last_look = [0.0]
+
+        def should_stop() -> bool:
+            if time.monotonic() - last_look[0] < PROGRESS_EVERY_SECONDS:
+                return False
+            last_look[0] = time.monotonic()
+            return self.cancelled()
+
+        return Hooks(progress=self.progress, checkpoint=self.checkpoint,
+                     should_stop=should_stop)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _fit_lora(job_id: int, texts: list[str], y: np.ndarray, options: dict) -> Fitted:
+    """Fine-tune with LoRA (``ml.lora``), going on from the job's checkpoint when it has one
+    of this run; thresholds come from the validation part, scored by the backend that will
+    serve the model."""
     settings = get_settings()
-    checked = validate(y, fitted.oof, settings.target_fpr, settings.max_spam_missed)
-    artifact, blob = fitted.classifier.to_artifact() if fitted.classifier else ({}, None)
+    lora_settings = LoraSettings.from_dict(options)
+    base_dir = model_directory(settings.encoder_package)
+    run = _LoraJob(job_id)
+    _progress(job_id, 0, 0, "fine-tuning")
+    resume = run.saved()
+    try:
+        result = train_lora(base_dir, texts, y, lora_settings, run.hooks(), resume=resume)
+    except CheckpointMismatch:  # the labeled mail changed since: start over
+        result = train_lora(base_dir, texts, y, lora_settings, run.hooks())
+    base = package_version(settings.encoder_package)
+    artifact, blob = to_artifact(result, base)
+    p_validation = result.validation_p
+    backend = settings.encoder_backend
+    if backend != "torch":  # thresholds on the scores the server will give
+        served = LoraClassifier.load(artifact=artifact, blob=blob, **lora_serving(backend))
+        margins = served.decision([texts[i] for i in result.validation_index])
+        calibration = platt(margins, y[result.validation_index])
+        artifact["calibration"] = list(calibration)
+        p_validation = sigmoid(calibration[0] * margins + calibration[1])
+    params = {"lora": lora_settings.to_dict(), "base_encoder": base, "backend": backend,
+              "steps": result.steps, "resumed_from_step": result.resumed_from,
+              "stopped_early": result.stopped_early, "history": result.history,
+              "training_seconds": round(result.seconds, 1),
+              "trainable_parameters": result.trainable_parameters,
+              "artifact_bytes": artifact["artifact_bytes"]}
+    return Fitted(LORA, artifact, blob, p_validation, params,
+                  held_out=result.validation_index)
+
+
+def _data_seen(emails: list[Email], y: np.ndarray) -> dict:
+    """Which labeled mail a model saw: how much, up to which email, and a digest."""
+    digest = hashlib.sha256(",".join(f"{e.id}:{label}" for e, label in zip(emails, y.tolist()))
+                            .encode()).hexdigest()[:16]
+    return {"emails": len(emails), "last_email_id": max(e.id for e in emails),
+            "digest": digest}
+
+
+def _register(session, fitted: Fitted, y: np.ndarray, data: dict) -> TrainedModel:
+    settings = get_settings()
+    y_held_out = y if fitted.held_out is None else y[fitted.held_out]
+    checked = validate(y_held_out, fitted.p_held_out, settings.target_fpr,
+                       settings.max_spam_missed)
+    validation = ("out-of-fold" if fitted.held_out is None
+                  else f"held-out validation part ({len(y_held_out)} emails)")
     model = TrainedModel(
-        kind=fitted.kind, encoder=fitted.encoder, params=fitted.params,
-        metrics={**checked.metrics, **(extra_metrics or {}), "validation": "out-of-fold",
+        kind=fitted.kind, encoder=fitted.encoder, params={**fitted.params, "data": data},
+        metrics={**checked.metrics, **fitted.extra_metrics, "validation": validation,
                  "spam": int(y.sum()), "ham": int(len(y) - y.sum())},
         curves=checked.curves, confusion=checked.confusion,
         thresholds=checked.thresholds.to_dict(), train_size=len(y),
-        artifact=artifact, artifact_blob=blob)
+        artifact=fitted.artifact, artifact_blob=fitted.blob)
     session.add(model)
     session.flush()
     return model
 
 
 def _train_cascade(session, job_id: int, texts: list[str], y: np.ndarray,
-                   pooling: str | None) -> TrainedModel:
+                   pooling: str | None, data: dict) -> TrainedModel:
     """TF-IDF LR decides the mail it is sure of, a linear model on the encoder the rest
     (``ml.cascade``); both stages are registered as models of their own."""
     settings = get_settings()
     cheap = _fit(job_id, TFIDF_LR, texts, y, None)
     strong = _fit(job_id, LINEAR, texts, y, pooling)
-    plan = choose_cascade(y, cheap.oof, strong.oof, settings.target_fpr,
+    plan = choose_cascade(y, cheap.p_held_out, strong.p_held_out, settings.target_fpr,
                           settings.max_spam_missed)
-    stages = [_register(session, fitted, y) for fitted in (cheap, strong)]
-    combined, _ = plan.combine(cheap.oof, strong.oof)
+    stages = [_register(session, fitted, y, data) for fitted in (cheap, strong)]
+    combined, _ = plan.combine(cheap.p_held_out, strong.p_held_out)
     return _register(session, Fitted(
-        CASCADE, None, combined,
+        CASCADE, {}, None, combined,
         {"cheap_model_id": stages[0].id, "strong_model_id": stages[1].id,
-         "plan": plan.to_dict()}, strong.encoder), y,
-        {"cheap_share": plan.cheap_share, "strong_f1": plan.strong_f1})
+         "plan": plan.to_dict()}, strong.encoder,
+        extra_metrics={"cheap_share": plan.cheap_share, "strong_f1": plan.strong_f1}), y, data)
+
+
+def _train(session, job: Job) -> TrainedModel | None:
+    params = job.params or {}
+    kind, pooling = params.get("kind"), params.get("pooling")
+    _progress(job.id, 0, 0, "loading labeled emails")
+    emails = list(session.scalars(
+        select(Email).where(Email.label.is_not(None)).order_by(Email.id)))
+    y = np.array([e.label == Label.SPAM for e in emails], dtype=int)
+    check_labels(y)
+    texts = _texts(emails)
+    data = _data_seen(emails, y)
+    session.commit()  # hold no transaction (nor any lock) while training
+    if kind == CASCADE:
+        return _train_cascade(session, job.id, texts, y, pooling, data)
+    if kind == LORA:
+        fitted = _fit_lora(job.id, texts, y, params.get("options") or {})
+    else:
+        fitted = _fit(job.id, kind, texts, y, pooling)
+    return _register(session, fitted, y, data)
 
 
 @shared_task(name=TRAIN_MODEL, base=DbTask, bind=True)
-def train_model(self: DbTask, job_id: int, kind: str, pooling: str | None = None,
-                make_active: bool = True) -> int:
+def train_model(self: DbTask, job_id: int) -> int | None:
+    """Run the training job ``job_id``; returns the new model's id (None when the job is
+    finished, cancelled, or another worker runs it)."""
     session = self.session
-    try:
-        _progress(job_id, 0, 0, "loading labeled emails")
-        emails = list(session.scalars(
-            select(Email).where(Email.label.is_not(None)).order_by(Email.id)))
-        y = np.array([e.label == Label.SPAM for e in emails], dtype=int)
-        check_labels(y)
-        texts = _texts(emails)
-        if kind == CASCADE:
-            model = _train_cascade(session, job_id, texts, y, pooling)
-        else:
-            model = _register(session, _fit(job_id, kind, texts, y, pooling), y)
-        if make_active:
-            activate_model(session, model.id)
+    with exclusive(f"job:{job_id}") as mine:
         job = session.get(Job, job_id)
+        if not mine or job is None or job.state not in (JobState.QUEUED, JobState.RUNNING):
+            log.info("training job %s not run here: %s", job_id,
+                     "another worker runs it" if not mine else
+                     "no such job" if job is None else f"it is {job.state.value}")
+            return None
+        session.commit()  # read the job afresh from here on
+        try:
+            model = _train(session, job)
+        except TrainingStopped:
+            session.rollback()
+            with session_scope() as stopped:
+                job = stopped.get(Job, job_id)
+                if job is not None:
+                    job.message = f"cancelled at step {job.done} of {job.total}"
+                    job.checkpoint = None
+            return None
+        except Exception as exc:
+            session.rollback()
+            with session_scope() as failed:
+                job = failed.get(Job, job_id)
+                if job is not None:
+                    finish_job(failed, job, JobState.FAILED,
+                               message=f"{type(exc).__name__}: {exc}")
+                    job.checkpoint = None
+            raise
+        if job.params.get("make_active", True):
+            activate_model(session, model.id)
         finish_job(session, job, JobState.SUCCEEDED, message=f"trained model {model.id}",
                    result={"model_id": model.id, "metrics": model.metrics})
-        job.done = job.total = len(emails)
+        job.done = job.total = job.total or model.train_size
+        job.checkpoint = None
         return model.id
-    except Exception as exc:
-        session.rollback()
-        with session_scope() as failed:
-            finish_job(failed, failed.get(Job, job_id), JobState.FAILED,
-                       message=f"{type(exc).__name__}: {exc}")
-        raise

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from core.auth import create_api_token, create_user
 from core.db import session_scope
 from core.intake import Incoming, store_emails
-from core.models import Email, Feedback, Label, Prediction, Role, TrainedModel, Verdict
+from core.models import (Email, Feedback, Job, JobState, Label, Prediction, Role, TrainedModel,
+                         Verdict)
 from web import create_app
 
 PUBLIC_ENDPOINTS = {"auth.login", "health.healthz", "static"}
@@ -308,3 +309,31 @@ def test_dashboard_upload_imports_on_a_worker(app, people, celery_worker):
     with session_scope() as session:
         assert session.scalars(select(Email.label)).all() == [Label.SPAM, Label.SPAM]
     assert not any((get_settings().var_dir / "uploads").glob("*/export.zip"))
+
+
+def test_dashboard_queues_a_lora_fine_tune_and_cancels_it(app, people, session_worker_paused):
+    """The Models form queues a fine-tune with its options (the suite's worker is paused, so
+    it stays queued); the job page offers Cancel to an admin; a bad option is refused."""
+    client = app.test_client()
+    login(client, "alice", "correct horse")
+    token = csrf_token(client, "/models")
+    refused = client.post("/models/train", data={"kind": "lora", "max_length": "0",
+                                                 "csrf_token": token}, follow_redirects=True)
+    assert "Not trained: max_length must be at least 1" in refused.get_data(as_text=True)
+    queued = client.post("/models/train", data={"kind": "lora", "epochs": "1",
+                                                "max_length": "64", "csrf_token": token})
+    assert queued.status_code == 302
+    with session_scope() as session:
+        job = session.scalars(select(Job)).one()
+        assert job.params["kind"] == "lora" and job.state == JobState.QUEUED
+        assert job.params["options"]["epochs"] == 1
+        assert job.params["options"]["max_length"] == 64
+        assert job.params["options"]["r"] == 8  # every setting recorded, defaults too
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    assert 'id="cancel-job"' in page
+    cancelled = client.post(f"/jobs/{job.id}/cancel", data={"csrf_token": token},
+                            follow_redirects=True)
+    assert f"Job {job.id} cancelled." in cancelled.get_data(as_text=True)
+    assert 'id="cancel-job"' not in cancelled.get_data(as_text=True)
+    with session_scope() as session:
+        assert session.get(Job, job.id).state == JobState.CANCELLED

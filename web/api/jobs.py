@@ -9,6 +9,7 @@ from core.db import session_scope
 from core.models import Job, JobState
 from web.api.schemas import JobQuery, JobSchema
 from web.auth import api_auth
+from workers.client import cancel_job
 
 blueprint = Blueprint("api_jobs", __name__, description="Background jobs")
 SECURITY = [{"bearerAuth": []}]
@@ -38,3 +39,19 @@ def get_job(job_id: int):
         if job is None:
             abort(404, message=f"no job with id {job_id}")
         return job
+
+
+@blueprint.route("/jobs/<int:job_id>/cancel", methods=["POST"])
+@api_auth(admin=True)
+@blueprint.response(200, JobSchema)
+@blueprint.doc(security=SECURITY)
+def cancel(job_id: int):
+    """Cancel a queued or running job (409 when it has finished); a training run stops within
+    seconds and keeps no model."""
+    try:
+        with session_scope() as session:
+            return cancel_job(session, job_id)
+    except LookupError as exc:
+        abort(404, message=str(exc))
+    except ValueError as exc:
+        abort(409, message=str(exc))

@@ -39,15 +39,34 @@ def model_detail(model_id: int):
             abort(404, message=str(exc))
 
 
+def _queue_training(body: dict):
+    try:
+        with session_scope() as session:
+            return queue_training(session, body["kind"], body.get("pooling"), body["activate"],
+                                  body["options"])
+    except ValueError as exc:
+        abort(422, message=str(exc))
+
+
+@blueprint.route("/models", methods=["POST"])
+@api_auth(admin=True)
+@blueprint.arguments(TrainRequest)
+@blueprint.response(202, JobSchema)
+@blueprint.doc(security=SECURITY)
+def create_model(body):
+    """Train a model on the training queue; follow the returned job (``options``: for kind
+    "lora")."""
+    return _queue_training(body)
+
+
 @blueprint.route("/models/train", methods=["POST"])
 @api_auth(admin=True)
 @blueprint.arguments(TrainRequest)
 @blueprint.response(202, JobSchema)
 @blueprint.doc(security=SECURITY)
 def train(body):
-    """Start training on the training queue; follow the returned job."""
-    with session_scope() as session:
-        return queue_training(session, body["kind"], body.get("pooling"), body["activate"])
+    """The same as ``POST /api/models`` (kept for existing clients)."""
+    return _queue_training(body)
 
 
 @blueprint.route("/models/<int:model_id>/activate", methods=["POST"])

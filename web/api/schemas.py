@@ -105,11 +105,27 @@ class ModelDetail(ModelSchema):
     curves = fields.Dict()
 
 
+class LoraOptions(Schema):
+    """Options of a LoRA fine-tune (kind "lora"); ranges are checked when the job is
+    queued, and any option left out takes its default."""
+
+    r = fields.Integer(metadata={"description": "rank of the adapters"})
+    alpha = fields.Integer()
+    dropout = fields.Float()
+    target = fields.List(fields.String(), metadata={"description": "modules to adapt"})
+    epochs = fields.Integer()
+    lr = fields.Float(metadata={"description": "peak learning rate"})
+    max_length = fields.Integer(metadata={"description": "tokens of each email read"})
+    batch_size = fields.Integer()
+    max_steps = fields.Integer(metadata={"description": "0: the epochs decide"})
+
+
 class TrainRequest(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(
         MODEL_KINDS))
     pooling = fields.String(validate=validate.OneOf(("cls", "mean")))
     activate = fields.Boolean(load_default=True)
+    options = fields.Nested(LoraOptions, load_default=dict)
 
 
 class JobSchema(Schema):

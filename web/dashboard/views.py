@@ -27,11 +27,13 @@ from web.dashboard.charts import curve_svg, volume_svg
 from web.dashboard.sanitize import sanitize_email_html
 from core.verdicts import verdict_alias, verdict_of
 from workers import client
-from workers.names import IMPORT_UPLOAD, MODEL_KINDS, QUEUES
+from workers.names import IMPORT_UPLOAD, LORA, MODEL_KINDS, QUEUES
 from workers.remote import ask_remote, remote_query_embedder
 
 PER_PAGE = 50
 PER_SEARCH = 20
+# What the Models page's LoRA form may set, with each value's type (the rest: defaults).
+LORA_FORM_OPTIONS = {"epochs": int, "max_length": int, "lr": float}
 UPLOAD_SUFFIXES = (".eml", ".mbox", ".mbx", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2",
                    ".tar.xz")
 
@@ -196,8 +198,14 @@ def train():
     if kind not in MODEL_KINDS:
         abort(400, description="unknown model kind")
     pooling = request.form.get("pooling") or None
-    with session_scope() as session:
-        job_id = client.queue_training(session, kind, pooling).id
+    try:
+        options = {name: kind_of(request.form[name]) for name, kind_of in LORA_FORM_OPTIONS.items()
+                   if kind == LORA and request.form.get(name)}
+        with session_scope() as session:
+            job_id = client.queue_training(session, kind, pooling, options=options).id
+    except ValueError as exc:
+        flash(f"Not trained: {exc}", "error")
+        return redirect(url_for("dashboard.models"))
     return redirect(url_for("dashboard.job_detail", job_id=job_id))
 
 
@@ -241,6 +249,20 @@ def job_detail(job_id: int):
     if job is None:
         abort(404)
     return render_template("dashboard/job.html", job=job)
+
+
+@blueprint.post("/jobs/<int:job_id>/cancel")
+@admin_required
+def cancel_job(job_id: int):
+    try:
+        with session_scope() as session:
+            client.cancel_job(session, job_id)
+        flash(f"Job {job_id} cancelled.", "ok")
+    except LookupError:
+        abort(404)
+    except ValueError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("dashboard.job_detail", job_id=job_id))
 
 
 @blueprint.route("/import", methods=["GET", "POST"])
