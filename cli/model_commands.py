@@ -18,6 +18,7 @@ from core.models import Job, JobState, TrainedModel
 from core.registry import UnknownModel, active_model, get_model
 from ml.classifiers import CASCADE, LINEAR, TFIDF_LR, TFIDF_NB
 from ml.encoder import POOLINGS
+from ml.hybrid import HYBRID
 from ml.lora_settings import LORA, TARGETS, LoraSettings
 
 FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
@@ -105,6 +106,19 @@ def train_cascade(pooling: str | None, wait: bool, make_active: bool, timeout: f
     encoder the rest; "sure" is chosen on out-of-fold scores so that F1 stays within 0.002
     of the encoder model alone."""
     _train(CASCADE, pooling, wait, make_active, timeout)
+
+
+@train.command("hybrid")
+@click.option("--pooling", type=click.Choice(POOLINGS), default=None,
+              help="Encoder pooling of the language-model stage (default: "
+                   "SPAMSIFT_ENCODER_POOLING).")
+@wait_option
+@activate_option
+@timeout_option
+def train_hybrid(pooling: str | None, wait: bool, make_active: bool, timeout: float) -> None:
+    """TF-IDF logistic regression and a linear model on the encoder, weighed by a logistic
+    regression over their out-of-fold scores."""
+    _train(HYBRID, pooling, wait, make_active, timeout)
 
 
 @train.command("lora")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ml.baseline import TfidfBaseline
+from ml.hybrid import HYBRID
 from ml.linear import LinearProbe
 from ml.lora import LORA, LoraClassifier
 from ml.metrics import binary_metrics, confusion, curves
@@ -16,7 +17,7 @@ LINEAR = "linear"
 TFIDF_NB = "tfidf-nb"
 TFIDF_LR = "tfidf-lr"
 CASCADE = "cascade"  # TF-IDF LR decides what it is sure of, a linear model the rest
-KINDS = (LINEAR, TFIDF_NB, TFIDF_LR, CASCADE, LORA)
+KINDS = (LINEAR, TFIDF_NB, TFIDF_LR, CASCADE, LORA, HYBRID)
 READS_TEXT = {TFIDF_NB, TFIDF_LR}
 
 
@@ -24,7 +25,7 @@ def load_classifier(kind: str, artifact: dict, blob: bytes, **serving
                     ) -> LinearProbe | TfidfBaseline | LoraClassifier:
     """``serving``: for a fine-tune, ``LoraClassifier.load``'s base_dir, backend, cache_dir,
     base_state and threads."""
-    if kind == LINEAR:
+    if kind in (LINEAR, HYBRID):  # a hybrid's stacker is linear in its stages' log-odds
         return LinearProbe.from_artifact(artifact, blob)
     if kind in (TFIDF_NB, TFIDF_LR):
         return TfidfBaseline.from_artifact(artifact, blob)

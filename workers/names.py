@@ -31,7 +31,7 @@ INDEX_PRIORITY = 9
 
 # The model kinds ``spamsift train``, the API and the dashboard offer (ml.classifiers.KINDS,
 # named here so the web app need not import the training stack).
-MODEL_KINDS = ("tfidf-nb", "tfidf-lr", "linear", "cascade", LORA)
+MODEL_KINDS = ("tfidf-nb", "tfidf-lr", "linear", "cascade", LORA, "hybrid")
 
 TASK_ROUTES = {
     CLASSIFY_EMAIL: {"queue": REALTIME},

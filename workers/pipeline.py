@@ -32,10 +32,11 @@ from core.search import SearchFilter, vector_search
 from core.vectors import store_chunks
 from ml.cascade import CascadePlan
 from ml.classifiers import CASCADE, LINEAR, LORA, READS_TEXT
+from ml.hybrid import HYBRID, combine
 from ml.thresholds import Thresholds
 from workers.client import send_after_commit
 from workers.names import DELIVER_VERDICT
-from workers.runtime import active_model_row, cascade_stages, classifier_for, get_encoder
+from workers.runtime import active_model_row, classifier_for, get_encoder, stage_models
 
 # Linear models trained before classification windows read the first chunk's worth.
 DEFAULT_WINDOW = 256
@@ -116,6 +117,8 @@ def score_texts(model: TrainedModel, texts: Sequence[str], reason_terms: int = 5
     if model.kind == CASCADE:
         return _cascade_scores(model, texts, reason_terms)
     classifier = classifier_for(model)
+    if model.kind == HYBRID:
+        return _hybrid_scores(model, classifier, texts, reason_terms)
     if model.kind in READS_TEXT:
         if not reason_terms:
             return Scores(np.asarray(classifier.predict_proba(texts), dtype=float),
@@ -135,7 +138,7 @@ def score_texts(model: TrainedModel, texts: Sequence[str], reason_terms: int = 5
 
 def _cascade_scores(model: TrainedModel, texts: list[str], reason_terms: int) -> Scores:
     """The cheap stage judges every text; the strong stage only those it is not sure of."""
-    cheap_model, strong_model = cascade_stages(model)
+    cheap_model, strong_model = stage_models(model)
     plan = CascadePlan.from_dict(model.params["plan"])
     cheap = score_texts(cheap_model, texts, reason_terms)
     sure = plan.cheap_decides(cheap.p_spam)
@@ -150,6 +153,20 @@ def _cascade_scores(model: TrainedModel, texts: list[str], reason_terms: int) ->
             reasons[index] = {**reasons[index], **strong.reasons[position], "stage": "strong"}
             vectors[index] = strong.vectors[position]
     return Scores(p_spam, reasons, vectors)
+
+
+def _hybrid_scores(model: TrainedModel, stacker, texts: list[str], reason_terms: int
+                   ) -> Scores:
+    """Both stages judge every text; the stacker weighs their scores."""
+    text_model, language_model = stage_models(model)
+    text = score_texts(text_model, texts, reason_terms)
+    language = score_texts(language_model, texts, 0)
+    p_spam = combine(stacker, text.p_spam, language.p_spam)
+    reasons = [{**reason, "stages": {"text": round(float(p_text), 4),
+                                     "language model": round(float(p_language), 4)}}
+               for reason, p_text, p_language in zip(text.reasons, text.p_spam,
+                                                     language.p_spam)]
+    return Scores(np.asarray(p_spam, dtype=float), reasons, language.vectors)
 
 
 def judge(session: Session, emails: list[Email], started: float | None = None,

@@ -88,17 +88,22 @@ def active_model_row(session) -> TrainedModel | None:
 
 
 _stages: dict[tuple, tuple[TrainedModel, TrainedModel]] = {}
+# Where a combined model's params name its stages: a cascade's cheap and strong model, a
+# hybrid's text and language model.
+STAGE_KEYS = {"cascade": ("cheap_model_id", "strong_model_id"),
+              "hybrid": ("text_model_id", "language_model_id")}
 
 
-def cascade_stages(model: TrainedModel) -> tuple[TrainedModel, TrainedModel]:
-    """The cheap and the strong model of a cascade (registry rows, cached like classifiers)."""
+def stage_models(model: TrainedModel) -> tuple[TrainedModel, TrainedModel]:
+    """The two stage models of a cascade or a hybrid (registry rows, cached like
+    classifiers)."""
     from core.db import session_scope
 
     key = (model.id, model.created_at)
     if key not in _stages:
         with session_scope() as session:
             stages = tuple(session.get(TrainedModel, model.params[name])
-                           for name in ("cheap_model_id", "strong_model_id"))
+                           for name in STAGE_KEYS[model.kind])
             for stage in stages:
                 session.expunge(stage)
         if len(_stages) >= 4:

@@ -26,6 +26,7 @@ from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel
 from ml.baseline import train_baseline
 from ml.cascade import choose_cascade
 from ml.classifiers import CASCADE, LINEAR, TFIDF_LR, TFIDF_NB, validate
+from ml.hybrid import HYBRID, train_hybrid
 from ml.encoder import model_directory, package_version
 from ml.linear import check_labels, platt, sigmoid, train_linear_probe
 from ml.lora import (LORA, CheckpointMismatch, Hooks, LoraClassifier, LoraSettings, Progress,
@@ -247,6 +248,20 @@ def _train_cascade(session, job_id: int, texts: list[str], y: np.ndarray,
         extra_metrics={"cheap_share": plan.cheap_share, "strong_f1": plan.strong_f1}), y, data)
 
 
+def _train_hybrid(session, job_id: int, texts: list[str], y: np.ndarray, pooling: str | None,
+                  data: dict) -> TrainedModel:
+    """TF-IDF LR and a linear model on the encoder, stacked by logistic regression over
+    their out-of-fold scores (``ml.hybrid``); both stages are registered as models too."""
+    text = _fit(job_id, TFIDF_LR, texts, y, None)
+    language = _fit(job_id, LINEAR, texts, y, pooling)
+    stacker, oof, params = train_hybrid(y, text.p_held_out, language.p_held_out)
+    stages = [_register(session, fitted, y, data) for fitted in (text, language)]
+    return _register(session, Fitted(
+        HYBRID, *stacker.to_artifact(), oof,
+        {**params, "text_model_id": stages[0].id, "language_model_id": stages[1].id},
+        language.encoder), y, data)
+
+
 def _train(session, job: Job) -> TrainedModel | None:
     params = job.params or {}
     kind, pooling = params.get("kind"), params.get("pooling")
@@ -260,6 +275,8 @@ def _train(session, job: Job) -> TrainedModel | None:
     session.commit()  # hold no transaction (nor any lock) while training
     if kind == CASCADE:
         return _train_cascade(session, job.id, texts, y, pooling, data)
+    if kind == HYBRID:
+        return _train_hybrid(session, job.id, texts, y, pooling, data)
     if kind == LORA:
         fitted = _fit_lora(job.id, texts, y, params.get("options") or {})
     else:

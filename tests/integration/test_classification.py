@@ -164,3 +164,28 @@ def test_cascade_trains_classifies_and_evaluates(labeled_mail, tmp_path):
     assert verdict["reasons"]["terms"]  # the TF-IDF stage always gives its terms
     figures = json.loads(invoke("eval", "--data", str(LABELED), "--json").output.splitlines()[-1])
     assert figures["model"] == 3 and figures["n"] == 40 and figures["roc_auc"] > 0.9
+
+
+def test_hybrid_trains_classifies_and_evaluates(labeled_mail, tmp_path):
+    """The hybrid registers its two stages and weighs both for every email; its verdicts show
+    each stage's score, the TF-IDF terms and the nearest labeled mail."""
+    output = invoke("train", "hybrid", "--wait", "--timeout", "300").output
+    assert "model 3 trained and active" in output
+    with session_scope() as session:
+        hybrid = session.get(TrainedModel, 3)
+        text = session.get(TrainedModel, hybrid.params["text_model_id"])
+        language = session.get(TrainedModel, hybrid.params["language_model_id"])
+        assert (text.kind, language.kind, hybrid.kind) == ("tfidf-lr", "linear", "hybrid")
+        assert set(hybrid.params["stage_weights"]) == {"text", "language model"}
+        assert hybrid.encoder == language.encoder
+        assert hybrid.metrics["validation"] == "out-of-fold"
+    spam = tmp_path / "new-spam.eml"
+    spam.write_bytes(as_eml("Claim your lottery prize now",
+                            "You won the international lottery! Send your bank details."))
+    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").output)
+    assert verdict["model_id"] == 3 and verdict["p_spam"] > 0.5
+    reasons = verdict["reasons"]
+    assert set(reasons["stages"]) == {"text", "language model"} and reasons["terms"]
+    assert len(reasons["neighbors"]) == 5
+    figures = json.loads(invoke("eval", "--data", str(LABELED), "--json").output.splitlines()[-1])
+    assert figures["model"] == 3 and figures["n"] == 40 and figures["roc_auc"] > 0.9

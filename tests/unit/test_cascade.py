@@ -97,3 +97,4 @@ def test_plan_round_trips_through_json():
     cheap = np.where(y == 1, rng.beta(8, 2, len(y)), rng.beta(2, 8, len(y)))
     plan = choose_cascade(y, cheap, strong, TARGET_FPR, MISSED)
     assert CascadePlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
