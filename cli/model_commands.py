@@ -44,12 +44,13 @@ def follow_job(job_id: int, timeout: float) -> Job:
 
 
 def _train(kind: str, pooling: str | None, wait: bool, make_active: bool, timeout: float,
-           options: dict | None = None) -> None:
+           options: dict | None = None, encoder_version: int | None = None) -> None:
     from workers.client import queue_training
 
     try:
         with session_scope() as session:
-            job_id = queue_training(session, kind, pooling, make_active, options).id
+            job_id = queue_training(session, kind, pooling, make_active, options,
+                                    encoder_version).id
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     click.echo(f"training job {job_id} queued on the training queue")
@@ -77,6 +78,10 @@ activate_option = click.option("--activate/--no-activate", "make_active", defaul
                                help="Make the new model the active one (default: yes).")
 timeout_option = click.option("--timeout", default=3600.0, show_default=True,
                               help="Seconds to wait with --wait.")
+encoder_version_option = click.option(
+    "--encoder-version", type=int, default=None,
+    help="Start from this adapted encoder version (`spamsift adapt list`), not the encoder "
+         "as shipped.")
 
 
 @click.group()
@@ -87,12 +92,14 @@ def train() -> None:
 @train.command("linear")
 @click.option("--pooling", type=click.Choice(POOLINGS), default=None,
               help="Encoder pooling (default: SPAMSIFT_ENCODER_POOLING).")
+@encoder_version_option
 @wait_option
 @activate_option
 @timeout_option
-def train_linear(pooling: str | None, wait: bool, make_active: bool, timeout: float) -> None:
+def train_linear(pooling: str | None, encoder_version: int | None, wait: bool,
+                 make_active: bool, timeout: float) -> None:
     """Logistic regression on encoder vectors."""
-    _train(LINEAR, pooling, wait, make_active, timeout)
+    _train(LINEAR, pooling, wait, make_active, timeout, encoder_version=encoder_version)
 
 
 @train.command("cascade")
@@ -137,14 +144,16 @@ def train_hybrid(pooling: str | None, wait: bool, make_active: bool, timeout: fl
 @click.option("--batch-size", type=int, default=LoraSettings.batch_size, show_default=True)
 @click.option("--max-steps", type=int, default=LoraSettings.max_steps, show_default=True,
               help="Stop after this many steps (0: the epochs decide).")
+@encoder_version_option
 @wait_option
 @activate_option
 @timeout_option
-def train_lora(wait: bool, make_active: bool, timeout: float, **options) -> None:
+def train_lora(encoder_version: int | None, wait: bool, make_active: bool, timeout: float,
+               **options) -> None:
     """Fine-tune the encoder with LoRA adapters: a validation part is held out, training
     stops early when its F1 stops improving, and thresholds are chosen on it. Progress,
     cancel (`spamsift jobs cancel`) and resume after a lost worker go through the job."""
-    _train(LORA, None, wait, make_active, timeout, options)
+    _train(LORA, None, wait, make_active, timeout, options, encoder_version)
 
 
 @train.command("baseline")

@@ -306,6 +306,29 @@ class TrainedModel(Base):
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class EncoderVersion(Base):
+    """The packaged encoder adapted to a deployment's mail (masked-LM training as LoRA
+    adapters); classifiers and vectors that start from it name it. Its artifact holds the
+    adapters, never a pickle."""
+
+    __tablename__ = "encoder_versions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    base: Mapped[str] = mapped_column(String(200))  # package==version it adapts
+    method: Mapped[str] = mapped_column(String(20))
+    params: Mapped[dict] = mapped_column(JSONB, default=dict)
+    data: Mapped[dict] = mapped_column(JSONB, default=dict)  # which mail it saw
+    metrics: Mapped[dict] = mapped_column(JSONB, default=dict)
+    artifact: Mapped[dict] = mapped_column(JSONB, default=dict)
+    artifact_blob: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _now_column()
+
+    @property
+    def name(self) -> str:
+        """What identifies the adapted weights, in vector-space and model names."""
+        return f"{self.base}+{self.method}.{self.id}"
+
+
 class Prediction(Base):
     """A model's verdict on an email: one per (email, model), so redelivered work adds none."""
 

@@ -39,6 +39,7 @@ class EncoderConfig:
     max_chunks: int = 8
     backend: str = "torch"
     cache_dir: Path | None = None  # where ONNX backends keep their exported model
+    adapted: str | None = None  # an adapted version ("mlm.3"): its weights go to Encoder()
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -66,34 +67,43 @@ def package_version(package: str) -> str:
     return f"{package}=={importlib.metadata.version(package)}"
 
 
-def encoder_name(package: str, pooling: str, backend: str = "torch") -> str:
-    """What identifies a vector space: package, version, pooling, and int8 weights (torch and
-    fp32 ONNX give the same vectors)."""
-    name = f"{package_version(package)};pool={pooling}"
+def encoder_name(package: str, pooling: str, backend: str = "torch",
+                 adapted: str | None = None) -> str:
+    """What identifies a vector space: package, version, adaptation, pooling, and int8
+    weights (torch and fp32 ONNX give the same vectors)."""
+    weights = package_version(package) + (f"+{adapted}" if adapted else "")
+    name = f"{weights};pool={pooling}"
     return f"{name};int8" if backend == "onnx-int8" else name
 
 
 class Encoder:
-    """Load once per process (``Encoder(config)`` is the expensive call), then embed."""
+    """Load once per process (``Encoder(config)`` is the expensive call), then embed.
+    ``weights``: an adapted version's changed weight matrices (``ml.mlm.adapted_weights``),
+    loaded over the package's."""
 
-    def __init__(self, config: EncoderConfig) -> None:
+    def __init__(self, config: EncoderConfig, weights: dict[str, np.ndarray] | None = None
+                 ) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
+        if bool(config.adapted) != bool(weights):
+            raise ValueError("an adapted encoder needs its name and its weights")
         directory = model_directory(config.package)
         self.config = config
-        self.name = encoder_name(config.package, config.pooling, config.backend)
+        self.name = encoder_name(config.package, config.pooling, config.backend,
+                                 config.adapted)
         self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         model_config = AutoConfig.from_pretrained(directory, local_files_only=True)
         self.dim = int(model_config.hidden_size)
         self.positions = int(model_config.max_position_embeddings)
         self.max_length = min(config.max_length, self.positions)
         if config.backend == "torch":
-            self._hidden_states = _torch_forward(directory, config.threads)
+            self._hidden_states = _torch_forward(directory, config.threads, weights)
         else:
-            self._hidden_states = _onnx_forward(config, directory)
+            self._hidden_states = _onnx_forward(config, directory, weights)
 
     def name_for(self, pooling: str) -> str:
-        return encoder_name(self.config.package, pooling, self.config.backend)
+        return encoder_name(self.config.package, pooling, self.config.backend,
+                            self.config.adapted)
 
     def chunk(self, text: str) -> list[TextChunk]:
         """Overlapping windows that each fit the encoder's max length."""
@@ -132,7 +142,18 @@ class Encoder:
         return out
 
 
-def _torch_forward(directory: Path, threads: int):
+def load_weights(model, weights: dict[str, np.ndarray] | None) -> None:
+    """Load changed weight matrices (named as in a ``BertModel``) over a loaded model's."""
+    import torch
+
+    if weights:
+        result = model.load_state_dict({k: torch.from_numpy(np.array(v))
+                                        for k, v in weights.items()}, strict=False)
+        if result.unexpected_keys:
+            raise ValueError(f"weights that fit no module: {result.unexpected_keys[:3]}")
+
+
+def _torch_forward(directory: Path, threads: int, weights: dict | None):
     """(input_ids, attention_mask) → last hidden states, by PyTorch."""
     import torch
     from transformers import AutoModel
@@ -140,6 +161,7 @@ def _torch_forward(directory: Path, threads: int):
     if threads:
         torch.set_num_threads(threads)
     model = AutoModel.from_pretrained(directory, local_files_only=True).eval()
+    load_weights(model, weights)
 
     def hidden_states(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -149,12 +171,14 @@ def _torch_forward(directory: Path, threads: int):
     return hidden_states
 
 
-def _onnx_forward(config: EncoderConfig, directory: Path):
+def _onnx_forward(config: EncoderConfig, directory: Path, weights: dict | None):
     """(input_ids, attention_mask) → last hidden states, by ONNX Runtime."""
     from ml.onnx_export import onnx_model_file, onnx_session
 
     session = onnx_session(onnx_model_file(config.package, directory, config.cache_dir,
-                                           int8=config.backend == "onnx-int8"), config.threads)
+                                           int8=config.backend == "onnx-int8",
+                                           adapted=config.adapted, weights=weights),
+                           config.threads)
 
     def hidden_states(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]

@@ -32,6 +32,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ml.arrays import pack, unpack
+from ml.encoder import load_weights
 from ml.linear import check_labels, platt, sigmoid
 from ml.lora_settings import LORA, LoraSettings
 from ml.metrics import binary_metrics
@@ -107,11 +108,7 @@ def _classifier(base_dir: Path, settings: LoraSettings, base_state: dict | None 
             **({"attn_implementation": "eager"} if eager else {}))
     finally:
         hf_logging.set_verbosity(verbosity)
-    if base_state:  # an adapted encoder: its merged weights replace the package's
-        missing = model.bert.load_state_dict(
-            {k: torch.from_numpy(v) for k, v in base_state.items()}, strict=False)
-        if missing.unexpected_keys:
-            raise ValueError(f"adapted encoder weights do not fit: {missing.unexpected_keys[:3]}")
+    load_weights(model.bert, base_state)  # an adapted encoder's, over the package's
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=settings.r, lora_alpha=settings.alpha,
                         lora_dropout=settings.dropout, target_modules=list(settings.target))
     return get_peft_model(model, config)

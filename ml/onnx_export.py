@@ -21,12 +21,15 @@ from pathlib import Path
 OPSET = 17
 
 
-def onnx_model_file(package: str, directory: Path, cache_dir: Path, int8: bool) -> Path:
-    """The ONNX file of ``package`` (its model folder is ``directory``), exported or
-    quantized into ``cache_dir`` on first use; its output is the last hidden states."""
-    folder = Path(cache_dir) / f"{package}-{importlib.metadata.version(package)}"
-    return _cached(folder, lambda path: _export(_hidden_states_module(directory), path,
-                                                "last_hidden_state"), int8)
+def onnx_model_file(package: str, directory: Path, cache_dir: Path, int8: bool,
+                    adapted: str | None = None, weights: dict | None = None) -> Path:
+    """The ONNX file of ``package`` (its model folder is ``directory``; an ``adapted``
+    version's ``weights`` loaded over it), exported or quantized into ``cache_dir`` on first
+    use; its output is the last hidden states."""
+    folder = Path(cache_dir) / (f"{package}-{importlib.metadata.version(package)}"
+                                + (f"+{adapted}" if adapted else ""))
+    return _cached(folder, lambda path: _export(_hidden_states_module(directory, weights),
+                                                path, "last_hidden_state"), int8)
 
 
 def sequence_classifier_file(build_model, folder: Path, int8: bool) -> Path:
@@ -88,11 +91,14 @@ def _keyword_module(model, output: str):
     return Wrapped()
 
 
-def _hidden_states_module(directory: Path):
+def _hidden_states_module(directory: Path, weights: dict | None):
     from transformers import AutoModel
+
+    from ml.encoder import load_weights
 
     model = AutoModel.from_pretrained(directory, local_files_only=True,
                                       attn_implementation="eager").eval()
+    load_weights(model, weights)
     return _keyword_module(model, "last_hidden_state")
 
 

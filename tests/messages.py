@@ -8,6 +8,8 @@ import random
 from email.message import EmailMessage
 from pathlib import Path
 
+import numpy as np
+
 from tests.conftest import FIXTURES
 
 LABELED = FIXTURES / "labeled.jsonl"
@@ -77,3 +79,10 @@ def write_generated_mail(folder: Path, count: int, first: int = 0) -> list[Path]
         path.write_bytes(generated_message(n))
         paths.append(path)
     return paths
+
+
+def labeled_texts() -> tuple[list[str], np.ndarray]:
+    """The labeled fixture as model input (subject and body) and labels (1 = spam)."""
+    records = [json.loads(line) for line in LABELED.read_text().splitlines()]
+    texts = [f"{r['subject']}\n\n{r['text']}" for r in records]
+    return texts, np.array([r["label"] == "spam" for r in records], dtype=int)

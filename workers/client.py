@@ -16,13 +16,13 @@ from core.config import get_settings
 from core.db import after_commit, session_scope
 from core.intake import Stored, store_delivery
 from core.jobs import create_job, finish_job
-from core.models import Job, JobState, TrainedModel
+from core.models import EncoderVersion, Job, JobState, TrainedModel
 from core.registry import activate, roll_back
 from ml.encoder import encoder_name
 from ml.lora_settings import LoraSettings
 from workers.app import celery_app
-from workers.names import (CLASSIFY_EMAIL, LORA, RESCORE, TASK_ROUTES, TRAIN_MODEL,
-                           queue_lists)
+from workers.names import (ADAPT_ENCODER, CLASSIFY_EMAIL, LORA, RESCORE, TASK_ROUTES,
+                           TRAIN_MODEL, queue_lists)
 
 log = logging.getLogger(__name__)
 
@@ -121,23 +121,44 @@ def roll_back_model(session: Session) -> TrainedModel:
 
 
 def training_job(session: Session, kind: str, pooling: str | None = None,
-                 make_active: bool = True, options: dict | None = None) -> Job:
+                 make_active: bool = True, options: dict | None = None,
+                 encoder_version: int | None = None) -> Job:
     """A queued training job: its row says what to train, so a re-send trains the same.
-    Raises ValueError for options the kind does not take or out of range."""
+    Raises ValueError for options the kind does not take or out of range, or an unknown
+    encoder version."""
     if kind == LORA:
         options = LoraSettings.from_dict(options or {}).to_dict()  # every setting recorded
     elif options:
         raise ValueError(f"options apply to LoRA training only, not to {kind}")
+    if encoder_version is not None:
+        if kind not in (LORA, "linear"):
+            raise ValueError(f"an adapted encoder version applies to lora and linear models, "
+                             f"not to {kind}")
+        if session.get(EncoderVersion, encoder_version) is None:
+            raise ValueError(f"no encoder version {encoder_version}")
     return create_job(session, "train", state=JobState.QUEUED, params={
         "kind": kind, "pooling": pooling, "make_active": make_active,
-        "options": options or {}})
+        "options": options or {}, "encoder_version": encoder_version})
 
 
 def queue_training(session: Session, kind: str, pooling: str | None = None,
-                   make_active: bool = True, options: dict | None = None) -> Job:
+                   make_active: bool = True, options: dict | None = None,
+                   encoder_version: int | None = None) -> Job:
     """Create a queued training job and send it to the training queue once committed."""
-    job = training_job(session, kind, pooling, make_active, options)
+    job = training_job(session, kind, pooling, make_active, options, encoder_version)
     send_after_commit(session, TRAIN_MODEL, [job.id])
+    return job
+
+
+def queue_adaptation(session: Session, options: dict | None = None) -> Job:
+    """Queue masked-LM adaptation of the encoder to the stored mail (a new encoder version).
+    Raises ValueError for options out of range."""
+    from ml.mlm import MlmSettings
+
+    options = MlmSettings.from_dict(options or {}).to_dict()
+    job = create_job(session, "adapt", state=JobState.QUEUED,
+                     params={"method": "mlm", "options": options})
+    send_after_commit(session, ADAPT_ENCODER, [job.id])
     return job
 
 

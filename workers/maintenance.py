@@ -33,7 +33,8 @@ from core.models import Email, EmailStatus, Job, JobState
 from core.registry import active_model
 from workers.app import DbTask
 from workers.client import index_space, rescore_after_commit, send, send_in_batches
-from workers.names import CLASSIFY_EMAILS, IMPORT_UPLOAD, INDEX_EMAILS, RECONCILE, TRAIN_MODEL
+from workers.names import (ADAPT_ENCODER, CLASSIFY_EMAILS, IMPORT_UPLOAD, INDEX_EMAILS, RECONCILE,
+                           TRAIN_MODEL)
 from workers.tasks import needs_rescore
 
 log = logging.getLogger(__name__)
@@ -131,19 +132,25 @@ def reconcile(self: DbTask, older_than_seconds: int | None = None, limit: int = 
     return sent + _resend_uploads(session, older_than_seconds, settings)
 
 
+# Jobs of these kinds are one task each, sent again by the job's id alone.
+TRAINING_TASKS = {"train": TRAIN_MODEL, "adapt": ADAPT_ENCODER}
+
+
 def _resend_training(session: Session, older_than_seconds: int) -> int:
-    """Send again the training jobs that have not moved within the grace period."""
-    stalled = session.scalars(select(Job.id).where(
-        Job.kind == "train", Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
+    """Send again the training and adaptation jobs that have not moved within the grace
+    period."""
+    stalled = session.execute(select(Job.id, Job.kind).where(
+        Job.kind.in_(TRAINING_TASKS), Job.state.in_((JobState.QUEUED, JobState.RUNNING)),
         Job.updated_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0,
                                                          older_than_seconds))).all()
     if not stalled:
         return 0
-    session.execute(update(Job).where(Job.id.in_(stalled)).values(updated_at=func.now()))
+    session.execute(update(Job).where(Job.id.in_([job_id for job_id, _ in stalled]))
+                    .values(updated_at=func.now()))
     session.commit()
-    for job_id in stalled:
-        send(TRAIN_MODEL, [job_id])
-    log.info("reconcile: re-enqueued training jobs %s", stalled)
+    for job_id, kind in stalled:
+        send(TRAINING_TASKS[kind], [job_id])
+    log.info("reconcile: re-enqueued training jobs %s", [job_id for job_id, _ in stalled])
     return len(stalled)
 
 

@@ -8,7 +8,7 @@ from ml.lora_settings import LORA
 # Queues by purpose; each can be given its own workers.
 REALTIME = "realtime"  # webhook verdicts, query embeddings
 BULK = "bulk"  # imported mail's verdicts, search indexing, re-scoring
-TRAINING = "training"  # model fits
+TRAINING = "training"  # model fits, encoder adaptation
 QUEUES = (REALTIME, BULK, TRAINING)
 
 CLASSIFY_EMAIL = "spamsift.classify_email"  # one delivered email (and any arriving with it)
@@ -16,6 +16,7 @@ CLASSIFY_EMAILS = "spamsift.classify_emails"  # a batch of imported mail
 INDEX_EMAILS = "spamsift.index_emails"  # chunks and vectors for search
 RESCORE = "spamsift.rescore"  # the active model judges mail another model judged
 TRAIN_MODEL = "spamsift.train_model"
+ADAPT_ENCODER = "spamsift.adapt_encoder"  # masked-LM adaptation to the stored mail
 IMPORT_UPLOAD = "spamsift.import_upload"
 DELIVER_VERDICT = "spamsift.deliver_verdict"
 EMBED_QUERY = "spamsift.embed_query"
@@ -39,6 +40,7 @@ TASK_ROUTES = {
     INDEX_EMAILS: {"queue": BULK, "priority": INDEX_PRIORITY},
     RESCORE: {"queue": BULK, "priority": RESCORE_PRIORITY},
     TRAIN_MODEL: {"queue": TRAINING},
+    ADAPT_ENCODER: {"queue": TRAINING},
     IMPORT_UPLOAD: {"queue": BULK},
     DELIVER_VERDICT: {"queue": REALTIME},
     EMBED_QUERY: {"queue": REALTIME},

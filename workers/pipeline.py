@@ -74,32 +74,38 @@ def model_text(subject: str | None, body: str | None) -> str:
 
 @dataclass(frozen=True)
 class EncoderInput:
-    """How an encoder model reads mail: its pooling, window (tokens) and backend."""
+    """How an encoder model reads mail: its pooling, window (tokens), backend, and the
+    adapted encoder version it starts from (None: the encoder as shipped)."""
 
     pooling: str
     window: int
     backend: str
+    version: int | None = None
 
     @classmethod
     def of(cls, model: TrainedModel) -> EncoderInput:
         params = model.params or {}
         return cls(params.get("pooling", "cls"), int(params.get("window", DEFAULT_WINDOW)),
-                   params.get("backend", "torch"))
+                   params.get("backend", "torch"), params.get("encoder_version"))
 
     @classmethod
-    def configured(cls, pooling: str | None = None) -> EncoderInput:
+    def configured(cls, pooling: str | None = None, version: int | None = None
+                   ) -> EncoderInput:
         settings = get_settings()
         return cls(pooling or settings.encoder_pooling, settings.classify_window,
-                   settings.encoder_backend)
+                   settings.encoder_backend, version)
+
+    def encoder(self):
+        return get_encoder(self.backend, self.version)
 
     def space(self) -> str:
         """The name of the vector space these vectors live in."""
-        return get_encoder(self.backend).name_for(self.pooling)
+        return self.encoder().name_for(self.pooling)
 
 
 def window_vectors(texts: Sequence[str], how: EncoderInput) -> np.ndarray:
     """One vector per text: its first ``how.window`` tokens."""
-    return get_encoder(how.backend).embed(list(texts), how.pooling, max_length=how.window)
+    return how.encoder().embed(list(texts), how.pooling, max_length=how.window)
 
 
 @dataclass

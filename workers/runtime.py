@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import lru_cache
 
 from core.config import get_settings
@@ -24,15 +25,42 @@ def encoder_config(backend: str) -> EncoderConfig:
                          cache_dir=settings.var_dir / "onnx")
 
 
-def get_encoder(backend: str | None = None) -> Encoder:
-    """The encoder on ``backend`` (default: the configured one), loaded on first use in each
-    worker process (or at its start, ``warm_up``), never at import."""
-    return _loaded_encoder(backend or get_settings().encoder_backend)
+def get_encoder(backend: str | None = None, version: int | None = None) -> Encoder:
+    """The encoder on ``backend`` (default: the configured one), as shipped or an adapted
+    ``version``, loaded on first use in each worker process (or at its start, ``warm_up``),
+    never at import."""
+    return _loaded_encoder(backend or get_settings().encoder_backend, version)
 
 
 @lru_cache(maxsize=3)
-def _loaded_encoder(backend: str) -> Encoder:
-    return Encoder(encoder_config(backend))
+def _loaded_encoder(backend: str, version: int | None) -> Encoder:
+    if version is None:
+        return Encoder(encoder_config(backend))
+    adapted, weights = adapted_encoder(version)
+    return Encoder(replace(encoder_config(backend), adapted=adapted), weights)
+
+
+@lru_cache(maxsize=2)
+def adapted_encoder(version: int) -> tuple[str, dict]:
+    """An adapted encoder version's name (``mlm.3``) and changed weights, read once."""
+    from core.db import session_scope
+    from core.models import EncoderVersion
+    from ml.mlm import adapted_weights
+
+    with session_scope() as session:
+        row = session.get(EncoderVersion, version)
+        if row is None:
+            raise LookupError(f"no encoder version {version}")
+        _check_base(row.base, f"encoder version {version}")
+        return (f"{row.method}.{row.id}",
+                adapted_weights(model_directory(get_settings().encoder_package), row.artifact,
+                                row.artifact_blob))
+
+
+def _check_base(base: str, what: str) -> None:
+    installed = package_version(get_settings().encoder_package)
+    if base != installed:
+        raise ValueError(f"{what} was trained from {base}; this worker has {installed}")
 
 
 _loaded: dict[tuple, object] = {}
@@ -47,22 +75,22 @@ def classifier_for(model: TrainedModel):
             _loaded.pop(next(iter(_loaded)))
         serving = {}
         if model.kind == LORA:
-            serving = lora_serving(model.params.get("backend", "torch"))
-            installed = package_version(get_settings().encoder_package)
-            if model.artifact["base"] != installed:
-                raise ValueError(f"model {model.id} was fine-tuned from "
-                                 f"{model.artifact['base']}; this worker has {installed}")
+            _check_base(model.artifact["base"], f"model {model.id}")
+            serving = lora_serving(model.params.get("backend", "torch"),
+                                   model.artifact.get("encoder_version"))
         _loaded[key] = load_classifier(model.kind, model.artifact, model.artifact_blob,
                                        **serving)
     return _loaded[key]
 
 
-def lora_serving(backend: str) -> dict:
-    """How this process serves a fine-tune: the installed encoder's weights as its base, on
-    ``backend``, merged ONNX models cached under the var directory."""
+def lora_serving(backend: str, version: int | None = None) -> dict:
+    """How this process serves a fine-tune: the installed encoder's weights (with an adapted
+    ``version``'s over them) as its base, on ``backend``, merged ONNX models cached under the
+    var directory."""
     settings = get_settings()
     return {"base_dir": model_directory(settings.encoder_package), "backend": backend,
-            "cache_dir": settings.var_dir / "onnx", "threads": settings.torch_threads}
+            "cache_dir": settings.var_dir / "onnx", "threads": settings.torch_threads,
+            "base_state": adapted_encoder(version)[1] if version is not None else None}
 
 
 _models: dict[tuple, TrainedModel] = {}

