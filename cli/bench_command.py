@@ -9,6 +9,7 @@ import click
 
 BENCHES = {
     "import": "bench.import_bench",
+    "lm": "bench.lm_bench",
     "classifiers": "bench.classifier_bench",
     "pipeline": "bench.pipeline_bench",
     "webhooks": "bench.webhook_bench",
