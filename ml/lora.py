@@ -280,7 +280,7 @@ def train_lora(base_dir: Path, texts: list[str], y: np.ndarray, settings: LoraSe
     total = steps_per_epoch * settings.epochs
     if settings.max_steps:
         total = min(total, settings.max_steps)
-    eval_every = settings.eval_every or max(1, steps_per_epoch // 4)
+    eval_every = settings.eval_every or max(1, -(-steps_per_epoch // 4))  # 4 an epoch
     warmup = int(settings.warmup_share * total)
 
     step, history, best_state, best_f1, best_step, stale = 0, [], None, -1.0, 0, 0
@@ -323,7 +323,7 @@ def train_lora(base_dir: Path, texts: list[str], y: np.ndarray, settings: LoraSe
         value = float(loss.detach())
         running_loss = value if running_loss is None else 0.9 * running_loss + 0.1 * value
         validation_f1 = None
-        if step % eval_every == 0 or step % steps_per_epoch == 0 or step == total:
+        if step % eval_every == 0 or step == total:
             validation_f1, _ = validate()
             history.append({"step": step, "loss": round(running_loss, 5),
                             "validation_f1": round(validation_f1, 5)})

@@ -24,7 +24,7 @@ class LoraSettings:
     batch_size: int = 16
     max_steps: int = 0  # 0: as many as the epochs take
     validation_share: float = 0.15
-    eval_every: int = 0  # steps between validations; 0: four times an epoch
+    eval_every: int = 0  # steps between validations; 0: about four times an epoch
     patience: int = 3  # validations without a better F1 before stopping
     checkpoint_every: int = 20  # steps
     warmup_share: float = 0.06

@@ -161,7 +161,8 @@ def adapt(base_dir: Path, texts: list[str], settings: MlmSettings, hooks: Hooks 
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            running = float(loss) if running is None else 0.9 * running + 0.1 * float(loss)
+            value = loss.item()
+            running = value if running is None else 0.9 * running + 0.1 * value
             elapsed = time.perf_counter() - started
             hooks.progress(Progress(step, total, running, None, None, elapsed,
                                     elapsed / step * (total - step)))
