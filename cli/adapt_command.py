@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from cli.model_commands import follow_job, timeout_option, wait_option
+from cli.model_commands import queue_and_follow, timeout_option, wait_option
 from core.db import session_scope
-from core.models import EncoderVersion, JobState
+from core.models import EncoderVersion
 from ml.mlm import MlmSettings
 
 
@@ -37,17 +37,10 @@ def adapt_mlm(wait: bool, timeout: float, **options) -> None:
     `train linear` can start from (--encoder-version)."""
     from workers.client import queue_adaptation
 
-    try:
-        with session_scope() as session:
-            job_id = queue_adaptation(session, options).id
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    click.echo(f"adaptation job {job_id} queued on the training queue")
-    if not wait:
+    job = queue_and_follow(lambda session: queue_adaptation(session, options), "adaptation",
+                           wait, timeout)
+    if job is None:
         return
-    job = follow_job(job_id, timeout)
-    if job.state != JobState.SUCCEEDED:
-        raise click.ClickException(f"adaptation {job.state.value}: {job.message}")
     metrics = job.result["metrics"]
     click.echo(f"encoder version {job.result['encoder_version']} ({job.result['name']}): "
                f"held-out masked-token loss {metrics['held_out_loss_before']:.3f} → "

@@ -43,22 +43,32 @@ def follow_job(job_id: int, timeout: float) -> Job:
             time.sleep(0.5)
 
 
+def queue_and_follow(queue, what: str, wait: bool, timeout: float) -> Job | None:
+    """``queue(session)`` a job (a ValueError is a bad option), and with ``wait`` follow it
+    to its end; the finished job, or None without ``wait``."""
+    try:
+        with session_scope() as session:
+            job_id = queue(session).id
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    click.echo(f"{what} job {job_id} queued on the training queue")
+    if not wait:
+        return None
+    job = follow_job(job_id, timeout)
+    if job.state != JobState.SUCCEEDED:
+        raise click.ClickException(f"{what} {job.state.value}: {job.message}")
+    return job
+
+
 def _train(kind: str, pooling: str | None, wait: bool, make_active: bool, timeout: float,
            options: dict | None = None, encoder_version: int | None = None) -> None:
     from workers.client import queue_training
 
-    try:
-        with session_scope() as session:
-            job_id = queue_training(session, kind, pooling, make_active, options,
-                                    encoder_version).id
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    click.echo(f"training job {job_id} queued on the training queue")
-    if not wait:
+    job = queue_and_follow(lambda session: queue_training(
+        session, kind, pooling, make_active, options, encoder_version), "training", wait,
+        timeout)
+    if job is None:
         return
-    job = follow_job(job_id, timeout)
-    if job.state != JobState.SUCCEEDED:
-        raise click.ClickException(f"training failed: {job.message}")
     metrics = job.result["metrics"]
     click.echo(f"model {job.result['model_id']} trained"
                f"{' and active' if make_active else ''}: " + _figures(metrics))
