@@ -372,7 +372,10 @@ def to_artifact(result: LoraResult, base: str) -> tuple[dict, bytes]:
 
 
 def artifact_digest(artifact: dict, blob: bytes) -> str:
-    return hashlib.sha256(json.dumps(artifact, sort_keys=True).encode() + blob).hexdigest()[:16]
+    """What the merged weights depend on: the adapters and head, and the base they go on
+    (not the calibration, which a backend's thresholds may change after an export)."""
+    base = json.dumps([artifact["base"], artifact.get("encoder_version")])
+    return hashlib.sha256(base.encode() + blob).hexdigest()[:16]
 
 
 class LoraClassifier:
