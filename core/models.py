@@ -324,9 +324,14 @@ class EncoderVersion(Base):
     created_at: Mapped[datetime] = _now_column()
 
     @property
+    def adapted(self) -> str:
+        """The version as vector-space and model names carry it after the base (``mlm.3``)."""
+        return f"{self.method}.{self.id}"
+
+    @property
     def name(self) -> str:
-        """What identifies the adapted weights, in vector-space and model names."""
-        return f"{self.base}+{self.method}.{self.id}"
+        """What identifies the adapted weights."""
+        return f"{self.base}+{self.adapted}"
 
 
 class Prediction(Base):

@@ -67,12 +67,16 @@ def package_version(package: str) -> str:
     return f"{package}=={importlib.metadata.version(package)}"
 
 
+def weights_name(package: str, adapted: str | None = None) -> str:
+    """Which weights: ``package==version``, and the adapted version (``+mlm.3``) if any."""
+    return package_version(package) + (f"+{adapted}" if adapted else "")
+
+
 def encoder_name(package: str, pooling: str, backend: str = "torch",
                  adapted: str | None = None) -> str:
     """What identifies a vector space: package, version, adaptation, pooling, and int8
     weights (torch and fp32 ONNX give the same vectors)."""
-    weights = package_version(package) + (f"+{adapted}" if adapted else "")
-    name = f"{weights};pool={pooling}"
+    name = f"{weights_name(package, adapted)};pool={pooling}"
     return f"{name};int8" if backend == "onnx-int8" else name
 
 

@@ -10,8 +10,45 @@ LORA = "lora"  # the model kind
 TARGETS = ("query", "key", "value", "dense")
 
 
+class AdapterSettings:
+    """What the settings of an adapter run (a LoRA fine-tune, an MLM adaptation) share:
+    checks of the common bounds, and reading and writing them as JSON options."""
+
+    what = "LoRA"  # in error messages
+
+    def _check(self, at_least_one: tuple[str, ...]) -> None:
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.target or not set(self.target) <= set(TARGETS):
+            raise ValueError(f"target must name modules among {', '.join(TARGETS)}; got "
+                             f"{', '.join(self.target) or 'none'}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "target": list(self.target)}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """Raises ValueError for an unknown option or a value out of range; ``target`` may
+        be a comma-separated string."""
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown {cls.what} option(s): {', '.join(unknown)}")
+        values = dict(data)
+        if isinstance(values.get("target"), str):
+            values["target"] = values["target"].split(",")
+        if "target" in values:
+            values["target"] = tuple(name.strip() for name in values["target"])
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a value of the wrong type, compared with a bound
+            raise ValueError(f"bad {cls.what} option: {exc}") from None
+
+
 @dataclass(frozen=True)
-class LoraSettings:
+class LoraSettings(AdapterSettings):
     """Hyper-parameters of a run; the defaults are what the benchmarks chose for 2 CPU cores."""
 
     r: int = 8
@@ -32,36 +69,10 @@ class LoraSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("r", "alpha", "epochs", "max_length", "batch_size", "patience",
-                     "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        self._check(("r", "alpha", "epochs", "max_length", "batch_size", "patience",
+                     "checkpoint_every"))
         if not 0 < self.validation_share < 1:
             raise ValueError(f"validation_share must be in (0, 1), got "
                              f"{self.validation_share}")
-        if not self.target or not set(self.target) <= set(TARGETS):
-            raise ValueError(f"target must name modules among {', '.join(TARGETS)}; got "
-                             f"{', '.join(self.target) or 'none'}")
         if self.lr <= 0 or self.max_steps < 0 or self.eval_every < 0:
             raise ValueError("lr must be positive; max_steps and eval_every not negative")
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "target": list(self.target)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LoraSettings:
-        """Raises ValueError for an unknown option or a value out of range."""
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown LoRA option(s): {', '.join(unknown)}")
-        values = dict(data)
-        if isinstance(values.get("target"), str):
-            values["target"] = values["target"].split(",")
-        if "target" in values:
-            values["target"] = tuple(name.strip() for name in values["target"])
-        try:
-            return cls(**values)
-        except TypeError as exc:  # a value of the wrong type, compared with a bound
-            raise ValueError(f"bad LoRA option: {exc}") from None

@@ -16,20 +16,20 @@ of the adapted encoder (embedding, a fine-tune, an ONNX export) loads over the p
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ml.arrays import pack, unpack
 from ml.lora import Hooks, Progress, TrainingStopped
-from ml.lora_settings import TARGETS
+from ml.lora_settings import AdapterSettings
 
 MLM = "mlm"
 
 
 @dataclass(frozen=True)
-class MlmSettings:
+class MlmSettings(AdapterSettings):
     steps: int = 300  # adapter steps, after the head's warm-up
     head_steps: int = 100
     max_length: int = 128
@@ -44,32 +44,14 @@ class MlmSettings:
     held_out_share: float = 0.05
     seed: int = 0
 
+    what = "MLM"
+
     def __post_init__(self) -> None:
-        for name in ("steps", "max_length", "batch_size", "r", "alpha"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        self._check(("steps", "max_length", "batch_size", "r", "alpha"))
         if self.head_steps < 0:
             raise ValueError("head_steps must not be negative")
         if not 0 < self.mask_probability < 1 or not 0 < self.held_out_share < 1:
             raise ValueError("mask_probability and held_out_share must be in (0, 1)")
-        if not self.target or not set(self.target) <= set(TARGETS):
-            raise ValueError(f"target must name modules among {', '.join(TARGETS)}")
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "target": list(self.target)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> MlmSettings:
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown MLM option(s): {', '.join(unknown)}")
-        values = dict(data)
-        if "target" in values:
-            values["target"] = tuple(values["target"])
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ValueError(f"bad MLM option: {exc}") from None
 
 
 @dataclass

@@ -8,9 +8,10 @@ from functools import lru_cache
 
 from core.config import get_settings
 from core.models import TrainedModel
-from ml.classifiers import load_classifier
+from ml.classifiers import CASCADE, load_classifier
 from ml.encoder import Encoder, EncoderConfig, model_directory, package_version
-from ml.lora import LORA
+from ml.hybrid import HYBRID
+from ml.lora_settings import LORA
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def adapted_encoder(version: int) -> tuple[str, dict]:
         if row is None:
             raise LookupError(f"no encoder version {version}")
         _check_base(row.base, f"encoder version {version}")
-        return (f"{row.method}.{row.id}",
+        return (row.adapted,
                 adapted_weights(model_directory(get_settings().encoder_package), row.artifact,
                                 row.artifact_blob))
 
@@ -118,8 +119,8 @@ def active_model_row(session) -> TrainedModel | None:
 _stages: dict[tuple, tuple[TrainedModel, TrainedModel]] = {}
 # Where a combined model's params name its stages: a cascade's cheap and strong model, a
 # hybrid's text and language model.
-STAGE_KEYS = {"cascade": ("cheap_model_id", "strong_model_id"),
-              "hybrid": ("text_model_id", "language_model_id")}
+STAGE_KEYS = {CASCADE: ("cheap_model_id", "strong_model_id"),
+              HYBRID: ("text_model_id", "language_model_id")}
 
 
 def stage_models(model: TrainedModel) -> tuple[TrainedModel, TrainedModel]:

@@ -27,7 +27,7 @@ from ml.baseline import train_baseline
 from ml.cascade import choose_cascade
 from ml.classifiers import CASCADE, LINEAR, TFIDF_LR, TFIDF_NB, validate
 from ml.hybrid import HYBRID, train_hybrid
-from ml.encoder import model_directory, package_version
+from ml.encoder import model_directory, package_version, weights_name
 from ml.linear import check_labels, platt, sigmoid, train_linear_probe
 from ml.lora import (LORA, CheckpointMismatch, Hooks, LoraClassifier, LoraSettings, Progress,
                      TrainingStopped, to_artifact, train_lora)
@@ -121,7 +121,8 @@ class _JobHooks:
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
-        self.last_write = 0.0
+        self.last_write = 0.0  # progress
+        self.last_look = 0.0  # cancel
 
     def progress(self, progress: Progress) -> None:
         now = time.monotonic()
@@ -155,17 +156,15 @@ class _JobHooks:
         with session_scope() as session:
             return session.scalar(select(Job.checkpoint).where(Job.id == self.job_id))
 
+    def should_stop(self) -> bool:
+        if time.monotonic() - self.last_look < PROGRESS_EVERY_SECONDS:
+            return False
+        self.last_look = time.monotonic()
+        return self.cancelled()
+
     def hooks(self) -> Hooks:
-        last_look = [0.0]
-
-        def should_stop() -> bool:
-            if time.monotonic() - last_look[0] < PROGRESS_EVERY_SECONDS:
-                return False
-            last_look[0] = time.monotonic()
-            return self.cancelled()
-
         return Hooks(progress=self.progress, checkpoint=self.checkpoint,
-                     should_stop=should_stop)
+                     should_stop=self.should_stop)
 
 
 def _duration(seconds: float) -> str:
@@ -180,7 +179,7 @@ def _fit_lora(job_id: int, texts: list[str], y: np.ndarray, options: dict,
     settings = get_settings()
     lora_settings = LoraSettings.from_dict(options)
     base_dir = model_directory(settings.encoder_package)
-    base_state = adapted_encoder(version)[1] if version is not None else None
+    adapted, base_state = adapted_encoder(version) if version is not None else (None, None)
     run = _JobHooks(job_id)
     _progress(job_id, 0, 0, "fine-tuning")
     resume = run.saved()
@@ -202,8 +201,8 @@ def _fit_lora(job_id: int, texts: list[str], y: np.ndarray, options: dict,
         calibration = platt(margins, y[result.validation_index])
         artifact["calibration"] = list(calibration)
         p_validation = sigmoid(calibration[0] * margins + calibration[1])
-    base_encoder = f"{base}+{adapted_encoder(version)[0]}" if version is not None else base
-    params = {"lora": lora_settings.to_dict(), "base_encoder": base_encoder,
+    params = {"lora": lora_settings.to_dict(),
+              "base_encoder": weights_name(settings.encoder_package, adapted),
               "encoder_version": version, "backend": backend,
               "steps": result.steps, "resumed_from_step": result.resumed_from,
               "stopped_early": result.stopped_early, "history": result.history,
