@@ -146,6 +146,24 @@ class Encoder:
         return out
 
 
+def load_pretrained(model_class, directory: Path, *, new_head: bool = False, **options):
+    """``model_class.from_pretrained`` from a package directory, without a progress bar.
+
+    transformers draws a "Loading weights" bar on stderr, which lands in worker logs and in
+    the CLI's output. ``new_head``: the model adds freshly initialised layers on purpose, so
+    the warning that says so is kept quiet too."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    verbosity = hf_logging.get_verbosity()
+    if new_head:
+        hf_logging.set_verbosity_error()
+    try:
+        return model_class.from_pretrained(directory, local_files_only=True, **options)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def load_weights(model, weights: dict[str, np.ndarray] | None) -> None:
     """Load changed weight matrices (named as in a ``BertModel``) over a loaded model's."""
     import torch
@@ -164,7 +182,7 @@ def _torch_forward(directory: Path, threads: int, weights: dict | None):
 
     if threads:
         torch.set_num_threads(threads)
-    model = AutoModel.from_pretrained(directory, local_files_only=True).eval()
+    model = load_pretrained(AutoModel, directory).eval()
     load_weights(model, weights)
 
     def hidden_states(input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ml.arrays import pack, unpack
-from ml.encoder import load_weights
+from ml.encoder import load_pretrained, load_weights
 from ml.linear import check_labels, platt, sigmoid
 from ml.lora_settings import LORA, LoraSettings
 from ml.metrics import binary_metrics
@@ -97,17 +97,12 @@ def _classifier(base_dir: Path, settings: LoraSettings, base_state: dict | None 
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     torch.manual_seed(settings.seed)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "classifier newly initialised" is the point here
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base_dir, num_labels=2, local_files_only=True,
-            **({"attn_implementation": "eager"} if eager else {}))
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    # "classifier newly initialised" is the point here
+    model = load_pretrained(AutoModelForSequenceClassification, base_dir, new_head=True,
+                            num_labels=2,
+                            **({"attn_implementation": "eager"} if eager else {}))
     load_weights(model.bert, base_state)  # an adapted encoder's, over the package's
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=settings.r, lora_alpha=settings.alpha,
                         lora_dropout=settings.dropout, target_modules=list(settings.target))

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.arrays import pack, unpack
+from ml.encoder import load_pretrained
 from ml.lora import Hooks, Progress, TrainingStopped
 from ml.lora_settings import AdapterSettings
 
@@ -79,7 +80,6 @@ def adapt(base_dir: Path, texts: list[str], settings: MlmSettings, hooks: Hooks 
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, BertForMaskedLM, DataCollatorForLanguageModeling
-    from transformers.utils import logging as hf_logging
 
     from ml.lora import device
 
@@ -99,12 +99,8 @@ def adapt(base_dir: Path, texts: list[str], settings: MlmSettings, hooks: Hooks 
     held_out = [ids[i] for i in order[:n_held_out]]
     training = [ids[i] for i in order[n_held_out:]]
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the head's transform is new: that is the point here
-    try:
-        model = BertForMaskedLM.from_pretrained(base_dir, local_files_only=True).to(run_on)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    # the head's transform is new: that is the point here
+    model = load_pretrained(BertForMaskedLM, base_dir, new_head=True).to(run_on)
 
     def head_parameters():
         head = model.cls.predictions

@@ -94,10 +94,9 @@ def _keyword_module(model, output: str):
 def _hidden_states_module(directory: Path, weights: dict | None):
     from transformers import AutoModel
 
-    from ml.encoder import load_weights
+    from ml.encoder import load_pretrained, load_weights
 
-    model = AutoModel.from_pretrained(directory, local_files_only=True,
-                                      attn_implementation="eager").eval()
+    model = load_pretrained(AutoModel, directory, attn_implementation="eager").eval()
     load_weights(model, weights)
     return _keyword_module(model, "last_hidden_state")
 

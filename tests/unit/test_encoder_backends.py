@@ -77,3 +77,9 @@ def test_a_backend_is_checked():
         EncoderConfig(backend="tensorrt")
     with pytest.raises(ValueError, match="needs a cache_dir"):
         EncoderConfig(backend="onnx")
+
+
+def test_loading_the_encoder_draws_no_progress_bar(capfd):
+    """A bar on stderr lands in worker logs and in `spamsift classify --json`'s output."""
+    Encoder(EncoderConfig(max_length=32))
+    assert "Loading weights" not in capfd.readouterr().err
