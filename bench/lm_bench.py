@@ -7,8 +7,9 @@ settings) on the training part of a protocol and scored on mail it never saw:
 - fewshot: n labels per class (8, 16, 32, 64) drawn from a training pool, 5 draws each, test
   on a held-out fifth of the corpus; F1 at p ≥ 0.5 beside F1 at the chosen threshold;
 - cv: stratified 5-fold cross-validation;
-- text: on the temporal split, each kind on raw and on normalised text (``ml.normalise``),
-  and LoRA's window: the first 128, 256 or 512 tokens, or the mean over 128-token windows.
+- text: each kind on raw and on normalised text (``ml.normalise``), on the temporal split
+  and (the kinds that train in seconds) in 5-fold cross-validation; and LoRA's window on
+  the temporal split: the first 128, 256 or 512 tokens, or the mean over 128-token windows.
 
 Thresholds come from the training part only: out-of-fold scores for TF-IDF, linear and
 hybrid models, the held-out validation part for LoRA. Masked-LM adaptation reads texts
@@ -75,8 +76,9 @@ class Fitted:
 class Context:
     """What the kinds share within one run: the corpus, window vectors, the encoder."""
 
-    def __init__(self, corpus: Corpus, mlm_steps: int) -> None:
+    def __init__(self, corpus: Corpus, mlm_steps: int, tfidf_normalises: bool = True) -> None:
         self.corpus = corpus
+        self.tfidf_normalises = tfidf_normalises  # as TF-IDF models do (ml.baseline)
         self.encoder = Encoder(EncoderConfig(package=PACKAGE, max_length=WINDOW))
         self.vectors = cached_window_vectors(corpus, self.encoder, WINDOW)
         self.base_dir = model_directory(PACKAGE)
@@ -90,10 +92,12 @@ class Context:
         return [self.corpus.texts[i] for i in positions]
 
 
-def _tfidf(ctx: Context, train: np.ndarray, algorithm: str) -> Fitted:
+def _tfidf(ctx: Context, train: np.ndarray, algorithm: str, normalise: bool | None = None
+           ) -> Fitted:
     y = ctx.corpus.y[train]
     started = time.perf_counter()
-    model, oof, _ = train_baseline(ctx.texts(train), y, algorithm)
+    normalise = ctx.tfidf_normalises if normalise is None else normalise
+    model, oof, _ = train_baseline(ctx.texts(train), y, algorithm, normalise=normalise)
     seconds = time.perf_counter() - started
     _, blob = model.to_artifact()
     return Fitted(oof, y, lambda positions: model.predict_proba(ctx.texts(positions)),
@@ -293,42 +297,66 @@ NORMALISED_KINDS = ("TF-IDF NB", "TF-IDF LR", "linear mean", "hybrid (TF-IDF LR 
 LORA_WINDOWS = (256, 512)
 
 
-def run_text(ctx: Context, kinds, publish: Callable[[list[str]], None]) -> list[str]:
-    """Temporal split: raw against normalised text for each kind, then LoRA's window.
-    ``publish`` gets the lines so far after each step (a long run keeps what it measured)."""
+def run_text(ctx: Context, kinds, folds: int, publish: Callable[[list[str]], None]
+             ) -> list[str]:
+    """Raw against normalised text for each kind (temporal split, and 5-fold for the kinds
+    that train in seconds), then LoRA's window (temporal split). ``publish`` gets the lines
+    so far after each step (a long run keeps what it measured)."""
     corpus = ctx.corpus
     early = np.flatnonzero(np.isin(corpus.folders, EARLY_FOLDERS))
     late = np.flatnonzero(np.isin(corpus.folders, LATE_FOLDERS))
+    raw = Context(corpus, ctx.mlm.steps, tfidf_normalises=False)
     normalised = Context(Corpus([f"{i}#normalised" for i in corpus.ids], corpus.folders,
                                 [normalise_text(t) for t in corpus.texts], corpus.y),
-                         ctx.mlm.steps)
-    rows: dict[str, list[dict]] = {}
+                         ctx.mlm.steps, tfidf_normalises=False)
+    temporal: dict[str, list[dict]] = {}
+    crossed: dict[str, list[dict]] = {}
 
     def lines() -> list[str]:
-        return [f"Train on {', '.join(EARLY_FOLDERS)} (2002, {len(early)} messages), test "
-                f"on {', '.join(LATE_FOLDERS)} ({len(late)} messages). \"normalised\": "
-                "URLs, addresses, numbers and tokens of 30+ characters replaced by "
-                "placeholders (`ml/normalise.py`) before training and scoring. LoRA with the "
-                "defaults except the window; \"mean over windows\": the 128-token model "
-                "scores every 128-token window of the text (at most 8, overlap 32) and "
-                "averages their log-odds, its thresholds chosen on the validation part "
-                "scored the same way.", "", *table(rows)]
+        return [f"\"normalised\": URLs, addresses, numbers and tokens of 30+ characters "
+                "replaced by placeholders (`ml/normalise.py`) before training and scoring. "
+                "The last hybrid row is what `spamsift train hybrid` trains now: TF-IDF LR "
+                "on normalised text (`ml/baseline.py` normalises), the encoder on raw text. "
+                "LoRA with the defaults except the window; \"mean over windows\": the "
+                "128-token model scores every 128-token window of the text (at most 8, "
+                "overlap 32) and averages their log-odds, its thresholds chosen on the "
+                "validation part scored the same way.", "",
+                f"### Temporal split: train on {', '.join(EARLY_FOLDERS)} (2002, {len(early)} "
+                f"messages), test on {', '.join(LATE_FOLDERS)} ({len(late)} messages)", "",
+                *table(temporal), "", f"### Stratified {folds}-fold cross-validation, the "
+                "kinds that train in seconds (mean ± sd over folds)", "", *table(crossed)]
+
+    def fit_variants(train: np.ndarray) -> dict[str, tuple[Context, Fitted]]:
+        fitted = {}
+        for context, suffix in ((raw, ""), (normalised, ", normalised")):
+            for name, fit in fit_all(context, train, LoraSettings(), None, chosen).items():
+                fitted[name + suffix] = (context, fit)
+        if "hybrid (TF-IDF LR + linear mean)" in chosen:
+            text = _tfidf(raw, train, "lr", normalise=True)
+            fitted["hybrid (TF-IDF LR on normalised text + linear mean)"] = (
+                raw, _hybrid(raw, train, text, fitted["linear mean"][1]))
+        return fitted
 
     chosen = tuple(k for k in NORMALISED_KINDS if k in kinds)
-    for context, suffix in ((ctx, ""), (normalised, ", normalised")):
-        for name, fit in fit_all(context, early, LoraSettings(), None, chosen).items():
-            rows[name + suffix] = [figures(context, fit, late)]
-        publish(lines())
+    for name, (context, fit) in fit_variants(early).items():
+        temporal[name] = [figures(context, fit, late)]
+    publish(lines())
+    splits = StratifiedKFold(folds, shuffle=True, random_state=0).split(corpus.texts, corpus.y)
+    for train, test in splits:
+        for name, (context, fit) in fit_variants(train).items():
+            crossed.setdefault(name, []).append(figures(context, fit, test))
+    publish(lines())
     if "LoRA" in kinds:
-        for context, suffix in ((ctx, ""), (normalised, ", normalised")):
+        for context, suffix in ((raw, ""), (normalised, ", normalised")):
             first, windows = _lora_and_windows(context, early)
-            rows[f"LoRA (first 128 tokens{suffix})"] = [figures(context, first, late)]
+            temporal[f"LoRA (first 128 tokens{suffix})"] = [figures(context, first, late)]
             if not suffix:
-                rows["LoRA (mean over 128-token windows)"] = [figures(context, windows, late)]
+                temporal["LoRA (mean over 128-token windows)"] = [
+                    figures(context, windows, late)]
             publish(lines())
         for window in LORA_WINDOWS:
-            fit = _lora(ctx, early, LoraSettings(max_length=window))
-            rows[f"LoRA (first {window} tokens)"] = [figures(ctx, fit, late)]
+            fit = _lora(raw, early, LoraSettings(max_length=window))
+            temporal[f"LoRA (first {window} tokens)"] = [figures(raw, fit, late)]
             publish(lines())
     return lines()
 
@@ -418,7 +446,7 @@ def main() -> None:
         elif protocol == "fewshot":
             lines = run_fewshot(ctx, kinds, args.draws)
         else:
-            lines = run_text(ctx, kinds, publish)
+            lines = run_text(ctx, kinds, args.folds, publish)
         publish(lines, done=True)
 
 

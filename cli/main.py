@@ -17,6 +17,7 @@ from cli.job_commands import jobs
 from cli.process_commands import beat, web, worker
 from cli.model_commands import classify, evaluate, models, train
 from cli.sample_command import sample
+from cli.schedule_commands import schedule
 from cli.search_command import search_command
 from cli.user_commands import tokens, users
 from core.config import SettingError, get_settings
@@ -44,5 +45,5 @@ def cli() -> None:
 
 for command in (up, down, run, db, import_command, sample, train, adapt, models, jobs, evaluate,
                 classify, search_command, ask_command, bench_command, users, tokens, worker,
-                beat, web):
+                beat, web, schedule):
     cli.add_command(command)

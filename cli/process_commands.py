@@ -57,7 +57,8 @@ def worker(queues: str | None, share_realtime: bool, concurrency: int | None, po
 @click.command()
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
 def beat(loglevel: str) -> None:
-    """Run the periodic scheduler (reconcile stuck emails, and later reindex and retrain)."""
+    """Run the periodic scheduler: the jobs in workers/schedule.py (reconcile, retrain,
+    reindex)."""
     from core.config import get_settings
     from workers.app import celery_app
 

@@ -146,6 +146,20 @@ class Settings:
     bulk_time_limit: int
     training_time_limit: int
     max_task_deliveries: int
+    # Scheduled work (workers.schedule): how often each job runs, in seconds; 0 = off.
+    retrain_check_seconds: int
+    reindex_every_seconds: int
+    # Retraining on feedback: when this many new labels arrived since the active model, or
+    # it is older than the max age and any arrived; a candidate is activated only when it
+    # is no worse on the holdout set (its F1 at most the tolerance lower, no more false
+    # positives than one ham's worth above the active model's).
+    retrain_min_labels: int
+    retrain_max_age_days: int
+    retrain_tolerance: float
+    # The holdout set: a share of each class of the labeled mail, frozen with its labels
+    # and never trained on; made once each class has min-per-class / share labels.
+    holdout_share: float
+    holdout_min_per_class: int
     @property
     def longest_request_wait_ms(self) -> int:
         """How long a request may wait for a worker: 5 s short of the server's timeout."""
@@ -213,8 +227,21 @@ def load_settings() -> Settings:
         bulk_time_limit=env_int("BULK_TIME_LIMIT", 1800, minimum=2),
         training_time_limit=env_int("TRAINING_TIME_LIMIT", 6 * 3600, minimum=2),
         max_task_deliveries=env_int("MAX_TASK_DELIVERIES", 3, minimum=1),
+        retrain_check_seconds=env_int("RETRAIN_CHECK_SECONDS", 3600, minimum=0),
+        reindex_every_seconds=env_int("REINDEX_EVERY_SECONDS", 24 * 3600, minimum=0),
+        retrain_min_labels=env_int("RETRAIN_MIN_LABELS", 50, minimum=1),
+        retrain_max_age_days=env_int("RETRAIN_MAX_AGE_DAYS", 7, minimum=1),
+        retrain_tolerance=env_float("RETRAIN_TOLERANCE", 0.01),
+        holdout_share=env_float("HOLDOUT_SHARE", 0.1),
+        holdout_min_per_class=env_int("HOLDOUT_MIN_PER_CLASS", 20, minimum=1),
     )
     check_outgoing_requests(settings)
+    if not 0 < settings.holdout_share <= 0.5:
+        raise SettingError(f"{PREFIX}HOLDOUT_SHARE must be above 0 and at most 0.5, got "
+                           f"{settings.holdout_share}")
+    if not 0 <= settings.retrain_tolerance < 1:
+        raise SettingError(f"{PREFIX}RETRAIN_TOLERANCE must be at least 0 and below 1, got "
+                           f"{settings.retrain_tolerance}")
     return settings
 
 

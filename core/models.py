@@ -392,3 +392,33 @@ class Job(Base):
     # Moves with every change: a running job that stops moving has lost its worker.
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.clock_timestamp())
+
+
+class ScheduledRun(Base):
+    """One run of a scheduled job (``workers.schedule``): when, how long, and how it ended.
+    A run that is still going has no ``finished_at``; the newest runs of each job are kept."""
+
+    __tablename__ = "scheduled_runs"
+    __table_args__ = (Index("ix_scheduled_runs_name_started_at", "name", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.clock_timestamp())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(20), default="running")  # ok, failed
+    message: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict] = mapped_column(JSONB, default=dict)
+
+
+class HoldoutEmail(Base):
+    """The holdout set: labeled mail set aside once, with its label as it was then, that no
+    model trains on. Retraining compares a new model with the active one on it, so a burst
+    of wrong or hostile labels cannot change the yardstick (``core.holdout``)."""
+
+    __tablename__ = "holdout_emails"
+
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    label: Mapped[Label] = mapped_column(_enum(Label, "label"))
+    added_at: Mapped[datetime] = _now_column()

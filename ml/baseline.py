@@ -1,6 +1,11 @@
 """The classical baseline: TF-IDF of subject and body, then multinomial naive Bayes or
 logistic regression. Both are linear in the TF-IDF vector, so either is stored as a
-vocabulary, IDF weights and one weight per term (no pickle)."""
+vocabulary, IDF weights and one weight per term (no pickle).
+
+The text is normalised first (``ml.normalise``: URLs, addresses, numbers and long tokens as
+placeholders), which measured better for both on the temporal split and in cross-validation
+(BENCHMARKS.md, "text normalisation"); a model records whether it was, so models trained
+before read raw text as they did."""
 
 from __future__ import annotations
 
@@ -8,13 +13,14 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import TfidfVectorizer, strip_accents_unicode
 from sklearn.model_selection import cross_val_predict
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 
 from ml.arrays import pack, unpack
 from ml.linear import fit_logistic, folds_for, platt, sigmoid
+from ml.normalise import normalise_text
 
 VECTORIZER_PARAMS = {"sublinear_tf": True, "min_df": 2, "max_df": 0.95,
                      "max_features": 50_000, "ngram_range": (1, 2), "strip_accents": "unicode",
@@ -23,8 +29,16 @@ NB_ALPHA = 0.1
 ALGORITHMS = ("nb", "lr")
 
 
-def make_vectorizer() -> TfidfVectorizer:
-    return TfidfVectorizer(**VECTORIZER_PARAMS)
+def make_vectorizer(normalise: bool = True) -> TfidfVectorizer:
+    if not normalise:
+        return TfidfVectorizer(**VECTORIZER_PARAMS)
+    return TfidfVectorizer(**VECTORIZER_PARAMS, preprocessor=_normalised)
+
+
+def _normalised(text: str) -> str:
+    """The vectorizer's own preprocessing (accents stripped, lowercase) after normalising;
+    a module-level function, so the vectorizer can be cloned for cross-validation."""
+    return strip_accents_unicode(normalise_text(text).lower())
 
 
 @dataclass
@@ -34,6 +48,7 @@ class TfidfBaseline:
     weights: np.ndarray
     bias: float
     calibration: tuple[float, float]
+    normalise: bool = True
 
     @property
     def kind(self) -> str:
@@ -75,19 +90,20 @@ class TfidfBaseline:
     def to_artifact(self) -> tuple[dict, bytes]:
         terms = np.array(self.vectorizer.get_feature_names_out(), dtype=str)
         artifact = {"algorithm": self.algorithm, "bias": self.bias,
-                    "calibration": list(self.calibration)}
+                    "calibration": list(self.calibration), "normalise": self.normalise}
         return artifact, pack(terms=terms, idf=self.vectorizer.idf_.astype(np.float32),
                               weights=self.weights.astype(np.float32))
 
     @classmethod
     def from_artifact(cls, artifact: dict, blob: bytes) -> TfidfBaseline:
         arrays = unpack(blob)
-        vectorizer = make_vectorizer()
+        normalise = bool(artifact.get("normalise", False))  # older models read raw text
+        vectorizer = make_vectorizer(normalise)
         vectorizer.vocabulary_ = {term: i for i, term in enumerate(arrays["terms"].tolist())}
         vectorizer.idf_ = arrays["idf"]
         return cls(algorithm=artifact["algorithm"], vectorizer=vectorizer,
                    weights=arrays["weights"], bias=float(artifact["bias"]),
-                   calibration=tuple(artifact["calibration"]))
+                   calibration=tuple(artifact["calibration"]), normalise=normalise)
 
 
 def _nb_linear(nb: MultinomialNB) -> tuple[np.ndarray, float]:
@@ -96,16 +112,16 @@ def _nb_linear(nb: MultinomialNB) -> tuple[np.ndarray, float]:
     return weights, float(nb.class_log_prior_[1] - nb.class_log_prior_[0])
 
 
-def train_baseline(texts: list[str], y: np.ndarray, algorithm: str = "nb", seed: int = 0
-                   ) -> tuple[TfidfBaseline, np.ndarray, dict]:
+def train_baseline(texts: list[str], y: np.ndarray, algorithm: str = "nb", seed: int = 0,
+                   normalise: bool = True) -> tuple[TfidfBaseline, np.ndarray, dict]:
     """Fit on all texts; returns the model, out-of-fold calibrated probabilities and params."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}")
     y = np.asarray(y, dtype=int)
-    vectorizer = make_vectorizer()
+    vectorizer = make_vectorizer(normalise)
     if algorithm == "nb":
         folds = folds_for(y, seed=seed)
-        pipeline = make_pipeline(make_vectorizer(), MultinomialNB(alpha=NB_ALPHA))
+        pipeline = make_pipeline(make_vectorizer(normalise), MultinomialNB(alpha=NB_ALPHA))
         log_proba = cross_val_predict(pipeline, texts, y, cv=folds, method="predict_log_proba")
         oof = log_proba[:, 1] - log_proba[:, 0]
         nb = MultinomialNB(alpha=NB_ALPHA).fit(vectorizer.fit_transform(texts), y)
@@ -117,13 +133,14 @@ def train_baseline(texts: list[str], y: np.ndarray, algorithm: str = "nb", seed:
         X = vectorizer.fit_transform(texts)
         model, _, params = fit_logistic(X, y, seed=seed, c_grid=np.logspace(-1, 3, 9))
         folds = folds_for(y, seed=seed)
-        pipeline = make_pipeline(make_vectorizer(), model.__class__(**model.get_params()))
+        pipeline = make_pipeline(make_vectorizer(normalise),
+                                 model.__class__(**model.get_params()))
         oof = cross_val_predict(pipeline, texts, y, cv=folds, method="decision_function")
         weights, bias = model.coef_[0], float(model.intercept_[0])
     calibration = platt(oof, y)
     a, b = calibration
-    params = {**params, "vectorizer": {k: v for k, v in VECTORIZER_PARAMS.items()
-                                       if k != "dtype"}}
+    params = {**params, "normalise": normalise,
+              "vectorizer": {k: v for k, v in VECTORIZER_PARAMS.items() if k != "dtype"}}
     baseline = TfidfBaseline(algorithm, vectorizer, weights.astype(np.float32), bias,
-                             calibration)
+                             calibration, normalise)
     return baseline, sigmoid(a * oof + b), params

@@ -69,20 +69,21 @@ def _celery_config() -> dict:
         # A pool process loads the active model as it starts (``_warm_up``): give it time.
         "worker_proc_alive_timeout": 120,
         "worker_send_task_events": False,
-        "beat_schedule": _beat_schedule(settings.reconcile_after_seconds),
+        "beat_schedule": _beat_schedule(settings),
         "timezone": "UTC",
     }
 
 
-def _beat_schedule(reconcile_after_seconds: int) -> dict:
+def _beat_schedule(settings) -> dict:
     from workers.schedule import beat_schedule
 
-    return beat_schedule(reconcile_after_seconds)
+    return beat_schedule(settings)
 
 
 celery_app = Celery("spamsift", task_cls=GuardedTask,
                     include=["workers.tasks", "workers.train", "workers.importing",
-                             "workers.callback", "workers.search", "workers.maintenance"])
+                             "workers.callback", "workers.search", "workers.maintenance",
+                             "workers.retrain"])
 celery_app.add_defaults(_celery_config)  # a callable: evaluated when first needed
 
 

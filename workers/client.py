@@ -122,10 +122,11 @@ def roll_back_model(session: Session) -> TrainedModel:
 
 def training_job(session: Session, kind: str, pooling: str | None = None,
                  make_active: bool = True, options: dict | None = None,
-                 encoder_version: int | None = None) -> Job:
+                 encoder_version: int | None = None, guard: dict | None = None) -> Job:
     """A queued training job: its row says what to train, so a re-send trains the same.
-    Raises ValueError for options the kind does not take or out of range, or an unknown
-    encoder version."""
+    ``guard`` (a retrain: the active model's id and why): the new model is activated only
+    if the holdout set finds it no worse (``workers.retrain``). Raises ValueError for
+    options the kind does not take or out of range, or an unknown encoder version."""
     if kind == LORA:
         options = LoraSettings.from_dict(options or {}).to_dict()  # every setting recorded
     elif options:
@@ -137,15 +138,15 @@ def training_job(session: Session, kind: str, pooling: str | None = None,
         if session.get(EncoderVersion, encoder_version) is None:
             raise ValueError(f"no encoder version {encoder_version}")
     return create_job(session, "train", state=JobState.QUEUED, params={
-        "kind": kind, "pooling": pooling, "make_active": make_active,
-        "options": options or {}, "encoder_version": encoder_version})
+        "kind": kind, "pooling": pooling, "make_active": make_active and guard is None,
+        "options": options or {}, "encoder_version": encoder_version, "guard": guard})
 
 
 def queue_training(session: Session, kind: str, pooling: str | None = None,
                    make_active: bool = True, options: dict | None = None,
-                   encoder_version: int | None = None) -> Job:
+                   encoder_version: int | None = None, guard: dict | None = None) -> Job:
     """Create a queued training job and send it to the training queue once committed."""
-    job = training_job(session, kind, pooling, make_active, options, encoder_version)
+    job = training_job(session, kind, pooling, make_active, options, encoder_version, guard)
     send_after_commit(session, TRAIN_MODEL, [job.id])
     return job
 

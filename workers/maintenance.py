@@ -28,13 +28,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.config import Settings, get_settings
-from core.jobs import finish_job, uploads_dir
+from core.jobs import create_job, finish_job, uploads_dir
 from core.models import Email, EmailStatus, Job, JobState
 from core.registry import active_model
 from workers.app import DbTask
-from workers.client import index_space, rescore_after_commit, send, send_in_batches
+from workers.client import (BrokerUnavailable, index_space, rescore_after_commit, send,
+                            send_in_batches)
+from workers.schedule import run_scheduled
 from workers.names import (ADAPT_ENCODER, CLASSIFY_EMAILS, IMPORT_UPLOAD, INDEX_EMAILS, RECONCILE,
-                           TRAIN_MODEL)
+                           REINDEX, TRAIN_MODEL)
 from workers.tasks import needs_rescore
 
 log = logging.getLogger(__name__)
@@ -107,13 +109,23 @@ def _resend_uploads(session: Session, older_than_seconds: int, settings: Setting
 
 
 @shared_task(name=RECONCILE, base=DbTask, bind=True)
-def reconcile(self: DbTask, older_than_seconds: int | None = None, limit: int = 10_000) -> int:
+def reconcile(self: DbTask, older_than_seconds: int | None = None, limit: int = 10_000,
+              from_beat: bool = False) -> int | None:
     """Re-enqueue the work that has waited longer than the grace period; returns how many
-    emails and uploads were sent."""
+    emails, uploads and jobs were sent (None when another run holds the job)."""
     settings = get_settings()
     if older_than_seconds is None:
         older_than_seconds = settings.reconcile_after_seconds
-    session = self.session
+
+    def body() -> tuple[str, int]:
+        sent = _reconcile(self.session, older_than_seconds, limit, settings)
+        return f"re-sent {sent}", sent
+
+    return run_scheduled("reconcile", body, settings, from_beat)
+
+
+def _reconcile(session: Session, older_than_seconds: int, limit: int,
+               settings: Settings) -> int:
     model = active_model(session)
     sent = 0
     if model is not None:
@@ -130,6 +142,34 @@ def reconcile(self: DbTask, older_than_seconds: int | None = None, limit: int = 
                            limit, settings, give_up=False)
     sent += _resend_training(session, older_than_seconds)
     return sent + _resend_uploads(session, older_than_seconds, settings)
+
+
+@shared_task(name=REINDEX, base=DbTask, bind=True)
+def reindex(self: DbTask, from_beat: bool = False) -> int | None:
+    """Send every email without vectors in the configured vector space (all of them after
+    an encoder change) to be indexed, behind every verdict, followed by a "reindex" job;
+    returns how many were sent."""
+    settings = get_settings()
+
+    def body() -> tuple[str, int]:
+        session, space = self.session, index_space()
+        ids = list(session.scalars(select(Email.id).where(
+            Email.status.in_((EmailStatus.PARSED, EmailStatus.CLASSIFIED)),
+            Email.indexed_with.is_distinct_from(space)).order_by(Email.id)))
+        if not ids:
+            return f"every email has vectors in {space}", 0
+        job = create_job(session, "reindex", total=len(ids), params={"space": space})
+        session.commit()
+        try:
+            send_in_batches(INDEX_EMAILS, ids, settings.enqueue_batch_size, job_id=job.id)
+        except BrokerUnavailable:
+            finish_job(session, job, JobState.FAILED,
+                       message="the broker is down: the reconciler indexes them when it is back")
+            session.commit()
+            raise
+        return f"sent {len(ids)} emails to be indexed in {space} (job {job.id})", len(ids)
+
+    return run_scheduled("reindex", body, settings, from_beat)
 
 
 # Jobs of these kinds are one task each, sent again by the job's id alone.

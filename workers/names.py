@@ -22,6 +22,9 @@ DELIVER_VERDICT = "spamsift.deliver_verdict"
 EMBED_QUERY = "spamsift.embed_query"
 ANSWER_QUESTION = "spamsift.answer_question"
 RECONCILE = "spamsift.reconcile"
+# Scheduled jobs (workers.schedule declares when each runs).
+RETRAIN = "spamsift.retrain"  # train on new labels; activate if the holdout says so
+REINDEX = "spamsift.reindex"  # vectors for mail that lacks them in the configured space
 
 # Within a queue, lower numbers go first (Redis transport: 0 is the highest priority, and a
 # message without one counts as 0). Search indexing never delays a verdict, not even the
@@ -46,6 +49,8 @@ TASK_ROUTES = {
     EMBED_QUERY: {"queue": REALTIME},
     ANSWER_QUESTION: {"queue": REALTIME},
     RECONCILE: {"queue": BULK},
+    RETRAIN: {"queue": BULK},
+    REINDEX: {"queue": BULK, "priority": INDEX_PRIORITY},
 }
 
 

@@ -70,6 +70,19 @@ def model_text(subject: str | None, body: str | None) -> str:
     return text_for_model(subject, body, get_settings().model_text_chars)
 
 
+def model_texts(emails: Sequence[Email]) -> list[str]:
+    """Model input for each email; mail no worker has parsed yet is parsed here, in memory
+    (training never writes to email rows, so it never waits on the bulk workers' locks)."""
+    texts = []
+    for email in emails:
+        if email.status == EmailStatus.RECEIVED:
+            parsed = parse_email(email.raw)
+            texts.append(model_text(parsed.subject, parsed.text))
+        else:
+            texts.append(model_text(email.subject, email.text))
+    return texts
+
+
 # -- verdict ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

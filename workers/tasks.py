@@ -80,19 +80,20 @@ def classify_emails(self: DbTask, email_ids: list[int], job_id: int | None = Non
 
 @shared_task(name=INDEX_EMAILS, base=DbTask, bind=True, autoretry_for=(OperationalError,),
              retry_backoff=True, max_retries=5)
-def index_emails(self: DbTask, email_ids: list[int]) -> int:
+def index_emails(self: DbTask, email_ids: list[int], job_id: int | None = None) -> int:
     """Chunks and vectors for search, after the verdict; returns how many were indexed.
 
     Yields to verdicts: a batch takes tens of seconds to embed, and a worker busy with it
     could not take the verdicts that arrive meanwhile (priorities only order the messages
     not yet taken). So it embeds ``INDEX_STEP`` emails at a time, and when verdict work waits
-    on the bulk queue it sends the rest back to the queue, behind that work.
+    on the bulk queue it sends the rest back to the queue, behind that work. ``job_id``: a
+    reindex job that counts the emails done.
     """
     indexed = 0
     for start in range(0, len(email_ids), INDEX_STEP):
         if start and _verdicts_waiting():
             try:
-                send(INDEX_EMAILS, [email_ids[start:]])
+                send(INDEX_EMAILS, [email_ids[start:]], {"job_id": job_id})
                 break
             except BrokerUnavailable:
                 pass  # then index it all here
@@ -101,6 +102,8 @@ def index_emails(self: DbTask, email_ids: list[int]) -> int:
             .order_by(Email.id)))
         self.session.commit()  # hold nothing, not even a table lock, while embedding
         indexed += index(self.session, emails)
+        if job_id is not None:
+            advance_job(self.session, job_id, len(email_ids[start:start + INDEX_STEP]))
         self.session.commit()
     return indexed
 

@@ -1,9 +1,12 @@
-"""Train a classifier on the labeled emails and add it to the registry.
+"""Train a classifier on the labeled emails outside the holdout set and add it to the
+registry (``core.holdout``: the set is made here, the first time there are labels enough).
 
 A training job's row says what to train (``params``: kind, pooling, make_active, options);
-the task reads it from there, so a re-sent job trains the same thing. One worker runs a job
-at a time (an advisory lock on the job); a cancelled job stops at its next step; a LoRA run
-whose worker was lost goes on from the checkpoint in its row when the job is sent again.
+the task reads it from there, so a re-sent job trains the same thing; a retrain (``guard``)
+is activated only if the holdout set finds it no worse (``workers.retrain``). One worker
+runs a job at a time (an advisory lock on the job); a cancelled job stops at its next step;
+a LoRA run whose worker was lost goes on from the checkpoint in its row when the job is
+sent again.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from sqlalchemy import func, select, update
 from core.config import get_settings
 from core.db import session_scope
 from core.jobs import finish_job
+from core.holdout import ensure_holdout, not_held_out
 from core.locks import exclusive
-from core.mail import parse_email
 from core.models import Email, EmailStatus, EncoderVersion, Job, JobState, Label, TrainedModel
 from ml.baseline import train_baseline
 from ml.cascade import choose_cascade
@@ -36,7 +39,8 @@ from ml.mlm import to_artifact as mlm_artifact
 from workers.app import DbTask
 from workers.client import activate_model
 from workers.names import ADAPT_ENCODER, TRAIN_MODEL
-from workers.pipeline import EncoderInput, model_text, window_vectors
+from workers.retrain import activate_if_not_worse
+from workers.pipeline import EncoderInput, model_texts, window_vectors
 from workers.runtime import adapted_encoder, lora_serving
 
 log = logging.getLogger(__name__)
@@ -58,19 +62,6 @@ def _progress(job_id: int, done: int, total: int, message: str,
         if job.state == JobState.QUEUED:
             job.state = JobState.RUNNING
             job.started_at = func.clock_timestamp()
-
-
-def _texts(emails: list[Email]) -> list[str]:
-    """Model input for each email; mail no worker has parsed yet is parsed here, in memory
-    (training never writes to email rows, so it never waits on the bulk workers' locks)."""
-    texts = []
-    for email in emails:
-        if email.status == EmailStatus.RECEIVED:
-            parsed = parse_email(email.raw)
-            texts.append(model_text(parsed.subject, parsed.text))
-        else:
-            texts.append(model_text(email.subject, email.text))
-    return texts
 
 
 def _window_vectors(job_id: int, texts: list[str], how: EncoderInput) -> np.ndarray:
@@ -277,11 +268,12 @@ def _train(session, job: Job) -> TrainedModel | None:
     kind, pooling = params.get("kind"), params.get("pooling")
     version = params.get("encoder_version")
     _progress(job.id, 0, 0, "loading labeled emails")
+    ensure_holdout(session, get_settings())
     emails = list(session.scalars(
-        select(Email).where(Email.label.is_not(None)).order_by(Email.id)))
+        select(Email).where(Email.label.is_not(None), not_held_out()).order_by(Email.id)))
     y = np.array([e.label == Label.SPAM for e in emails], dtype=int)
     check_labels(y)
-    texts = _texts(emails)
+    texts = model_texts(emails)
     data = _data_seen(emails, y)
     session.commit()  # hold no transaction (nor any lock) while training
     if kind == CASCADE:
@@ -341,10 +333,14 @@ def train_model(self: DbTask, job_id: int) -> int | None:
 
     def work(session, job: Job) -> int:
         model = _train(session, job)
-        if job.params.get("make_active", True):
+        result = {"model_id": model.id, "metrics": model.metrics}
+        message = f"trained model {model.id}"
+        if job.params.get("guard"):
+            result["retrain"] = activate_if_not_worse(session, model, job.params["guard"])
+            message += "; " + result["retrain"]["reason"]
+        elif job.params.get("make_active", True):
             activate_model(session, model.id)
-        _finish(session, job, f"trained model {model.id}",
-                {"model_id": model.id, "metrics": model.metrics}, model.train_size)
+        _finish(session, job, message, result, model.train_size)
         return model.id
 
     return _run_job(self.session, job_id, work)
@@ -363,7 +359,7 @@ def adapt_encoder(self: DbTask, job_id: int) -> int | None:
                                       .order_by(Email.id)))
         if not emails:
             raise ValueError("no mail to adapt the encoder to")
-        texts = _texts(emails)
+        texts = model_texts(emails)
         data = {"emails": len(emails), "labeled": sum(e.label is not None for e in emails),
                 "last_email_id": emails[-1].id}
         session.commit()  # hold no transaction while training

@@ -110,3 +110,11 @@ def test_security_defaults_are_for_production(monkeypatch):
     assert development.secure_cookies is False and development.hsts_seconds == 0
     monkeypatch.setenv("SPAMSIFT_SECURE_COOKIES", "true")
     assert load_settings().secure_cookies is True
+
+
+@pytest.mark.parametrize("name,value", [("HOLDOUT_SHARE", "0"), ("HOLDOUT_SHARE", "0.9"),
+                                        ("RETRAIN_TOLERANCE", "-0.1")])
+def test_retraining_settings_have_bounds(monkeypatch, name, value):
+    monkeypatch.setenv("SPAMSIFT_" + name, value)
+    with pytest.raises(SettingError, match=f"SPAMSIFT_{name} must be"):
+        load_settings()

@@ -121,6 +121,28 @@ def test_tfidf_baseline_round_trips(algorithm):
     assert restored.predict_proba(probe)[0] > restored.predict_proba(probe)[1]
 
 
+def test_tfidf_models_read_normalised_text_and_older_ones_raw_text():
+    texts = ["Claim at http://win.example.biz/x?id=77 now, call 555-0101",
+             "Prize at https://www.win.example.biz/y send 12,000 dollars",
+             "Meeting notes, see https://wiki.example.org/page/3 for item 4",
+             "Lunch at noon, wiki at https://wiki.example.org/page/9 has the menu"] * 2
+    y = np.array([1, 1, 0, 0] * 2)
+    model, _, params = train_baseline(texts, y, "lr")
+    artifact, blob = model.to_artifact()
+    assert params["normalise"] and artifact["normalise"]
+    assert {"url win", "url wiki", "num"} <= set(model.terms)  # a host's words, a number
+    assert not any("77" in term or "http" in term for term in model.terms)
+    assert load_classifier("tfidf-lr", artifact, blob).normalise
+
+    raw, _, _ = train_baseline(texts, y, "lr", normalise=False)
+    older, blob = raw.to_artifact()
+    del older["normalise"]  # stored before normalisation existed
+    restored = load_classifier("tfidf-lr", older, blob)
+    assert not restored.normalise and "num" not in set(restored.terms)
+    probe = ["Claim at http://win.example.biz/x?id=77 now"]
+    assert np.allclose(restored.predict_proba(probe), raw.predict_proba(probe), atol=1e-6)
+
+
 def test_tfidf_reasons_are_the_terms_that_weighed_most():
     texts, y = labeled_texts()
     model, _, _ = train_baseline(texts * 2, np.concatenate([y, y]), "lr")

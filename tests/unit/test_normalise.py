@@ -2,7 +2,8 @@ from ml.normalise import normalise_text
 
 
 def test_urls_keep_their_host():
-    assert normalise_text("Go to https://WWW.Example.com/a?b=1#x now") == "Go to URL example.com now"
+    assert normalise_text("Go to https://WWW.Example.com/a?b=1#x now") == \
+        "Go to URL example.com now"
     assert normalise_text("see www.shop.example.org/offer.") == "see URL shop.example.org"
 
 

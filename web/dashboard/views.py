@@ -14,6 +14,7 @@ from werkzeug.utils import secure_filename
 from core.config import get_settings
 from core.db import session_scope
 from core.feedback import set_label
+from core.holdout import holdout_size
 from core.jobs import create_job, uploads_dir
 from core.mail import html_body
 from core.mailbox import MailFilter, daily_volume, list_emails, unindexed_count
@@ -263,6 +264,34 @@ def cancel_job(job_id: int):
     except ValueError as exc:
         flash(str(exc), "error")
     return redirect(url_for("dashboard.job_detail", job_id=job_id))
+
+
+@blueprint.get("/schedule")
+@login_required
+def schedule():
+    from workers.schedule import SCHEDULE, last_runs
+
+    settings = get_settings()
+    with session_scope() as session:
+        runs = last_runs(session)
+        holdout = holdout_size(session)
+    jobs = [(job, job.every(settings), runs.get(job.name)) for job in SCHEDULE]
+    return render_template("dashboard/schedule.html", jobs=jobs, holdout=holdout)
+
+
+@blueprint.post("/schedule/<name>/run")
+@admin_required
+def run_scheduled_job(name: str):
+    from workers.schedule import JOBS
+
+    if name not in JOBS:
+        abort(404)
+    try:
+        client.send(JOBS[name].task)
+        flash(f"{name} sent to the workers.", "ok")
+    except client.BrokerUnavailable as exc:
+        flash(f"{name} not sent: {exc}", "error")
+    return redirect(url_for("dashboard.schedule"))
 
 
 @blueprint.route("/import", methods=["GET", "POST"])
