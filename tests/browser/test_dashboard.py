@@ -142,3 +142,36 @@ def test_hostile_html_renders_without_running(page, live_server, seeded):
     assert frame.locator("script").count() == 0
     assert frame.locator("[onerror], [onmouseover], [onload]").count() == 0
     page.screenshot(path=str(SCREENSHOTS / "hostile-email.png"), full_page=True)
+
+
+def test_the_review_queue_labels_with_the_keyboard(page, live_server, seeded):
+    """A model judges the two unlabeled emails; on the Review page `j`, `k` move and `s`
+    marks the selected one spam, which leaves the queue."""
+    from tests.waiting import wait_for
+    from workers.client import queue_training
+
+    with session_scope() as session:
+        queue_training(session, "tfidf-nb")
+    wait_for(lambda: all(verdict_of_email(email_id) for email_id in
+                         (seeded["plain"], seeded["hostile"])), timeout=120)
+    log_in(page, live_server)
+    page.click("text=Review")
+    rows = page.locator("[data-review-row]")
+    assert rows.count() == 2
+    page.keyboard.press("j")
+    assert "selected" in rows.nth(1).get_attribute("class")
+    page.keyboard.press("k")
+    assert "selected" in rows.nth(0).get_attribute("class")
+    first = rows.nth(0).locator("[data-open]").get_attribute("href").rsplit("/", 1)[1]
+    page.screenshot(path=str(SCREENSHOTS / "review.png"), full_page=True)
+    page.keyboard.press("s")
+    page.wait_for_selector("text=Marked as spam.")
+    assert page.locator("[data-review-row]").count() == 1
+    with session_scope() as session:
+        email = session.get(Email, int(first))
+        assert email.label == Label.SPAM and email.label_source == "dashboard"
+
+
+def verdict_of_email(email_id: int) -> bool:
+    with session_scope() as session:
+        return session.get(Email, email_id).verdict_id is not None

@@ -1,10 +1,15 @@
 """Fixtures the integration tests share: the app's test client on committed rows, an API
-token that may post mail (an admin's, so it carries every scope), and the suite's worker
-paused."""
+token that may post mail (an admin's, so it carries every scope), the suite's worker
+paused, and labeled mail with a model trained on it beside a holdout set."""
 
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
+
+from tests.messages import generated_message
+from tests.rows import processed_emails
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -38,3 +43,49 @@ def session_worker_paused(celery_worker):
     yield celery_worker.hostname
     for queue in QUEUES:
         celery_app.control.add_consumer(queue, destination=destination, reply=True, timeout=5)
+
+
+# 60 labeled emails (30 a class): a holdout set of 7 a class, 23 a class to train on.
+LABELED = 60
+HOLDOUT = {"HOLDOUT_SHARE": 0.25, "HOLDOUT_MIN_PER_CLASS": 5}
+
+
+def invoke(*args: str):
+    """``spamsift ARGS`` in this process; fails the test on an error."""
+    from cli.main import cli
+
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture
+def trained(committed, celery_worker, settings, tmp_path) -> int:
+    """Generated mail, labeled, imported and judged by a TF-IDF NB model trained on it;
+    returns that model's id."""
+    from core.db import session_scope
+    from core.models import JobState
+    from workers.client import queue_training
+
+    settings(**HOLDOUT, RETRAIN_MIN_LABELS=10)
+    for n in range(LABELED):
+        folder = tmp_path / "mail" / ("spam" if n % 2 == 0 else "ham")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{n}.eml").write_bytes(generated_message(n))
+    invoke("import", str(tmp_path / "mail"), "--label-from-path")
+    with session_scope() as session:
+        job_id = queue_training(session, "tfidf-nb").id
+    job = wait_for(lambda: finished(job_id), timeout=120)
+    assert job.state == JobState.SUCCEEDED, job.message
+    wait_for(lambda: processed_emails(LABELED), timeout=120)
+    return job.result["model_id"]
+
+
+def finished(job_id: int):
+    """The job once it has ended, else None."""
+    from core.db import session_scope
+    from core.models import Job, JobState
+
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        return job if job.state not in (JobState.QUEUED, JobState.RUNNING) else None

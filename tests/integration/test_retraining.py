@@ -8,59 +8,22 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from cli.main import cli
 from core.config import get_settings
 from core.db import session_scope
 from core.feedback import set_label
 from core.models import Email, HoldoutEmail, Job, JobState, Label, ScheduledRun, TrainedModel
 from core.registry import active_model
 from tests.conftest import TEST_DATABASE_URL
-from tests.messages import generated_message, write_generated_mail
+from tests.integration.conftest import LABELED, finished, invoke
+from tests.messages import write_generated_mail
 from tests.rows import processed_emails
 from tests.stack import deployment
 from tests.waiting import wait_for
-from workers.client import queue_training, send
+from workers.client import send
 from workers.names import RETRAIN
 from workers.schedule import run_scheduled
-
-# 60 labeled emails (30 a class): a holdout set of 7 a class, 23 a class to train on.
-LABELED = 60
-HOLDOUT = {"HOLDOUT_SHARE": 0.25, "HOLDOUT_MIN_PER_CLASS": 5}
-
-
-def invoke(*args: str):
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exit_code == 0, result.output
-    return result
-
-
-@pytest.fixture
-def trained(committed, celery_worker, settings, tmp_path) -> int:
-    """Generated mail, labeled, imported and judged by a TF-IDF NB model trained on it;
-    returns that model's id."""
-    settings(**HOLDOUT, RETRAIN_MIN_LABELS=10)
-    for n in range(LABELED):
-        folder = tmp_path / "mail" / ("spam" if n % 2 == 0 else "ham")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{n}.eml").write_bytes(generated_message(n))
-    invoke("import", str(tmp_path / "mail"), "--label-from-path")
-    with session_scope() as session:
-        job_id = queue_training(session, "tfidf-nb").id
-    job = wait_for(lambda: finished(job_id), timeout=120)
-    assert job.state == JobState.SUCCEEDED, job.message
-    wait_for(lambda: processed_emails(LABELED), timeout=120)
-    return job.result["model_id"]
-
-
-def finished(job_id: int) -> Job | None:
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        return job if job.state not in (JobState.QUEUED, JobState.RUNNING) else None
-
 
 def retrain_job() -> Job | None:
     with session_scope() as session:

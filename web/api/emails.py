@@ -11,11 +11,13 @@ from core.db import session_scope
 from core.feedback import set_label
 from core.mailbox import MailFilter, list_emails, wait_for_prediction
 from core.models import Email, EmailStatus, Label, Scope, Verdict
+from core.review import review_queue
 from web.api.schemas import (ClassifyQuery, ClassifyResult, EmailPage, EmailQuery,
-                             EmailWithPrediction, FeedbackSchema, LabelRequest)
+                             EmailWithPrediction, FeedbackSchema, LabelRequest, ReviewPage,
+                             ReviewQuery)
 from core.verdicts import verdict_of, verdict_view
 from web.auth import api_auth, api_user
-from workers.client import accept_message
+from workers.client import accept_message, index_space
 
 blueprint = Blueprint("api_emails", __name__, description="Mail, labels and verdicts")
 SECURITY = [{"bearerAuth": []}]
@@ -82,6 +84,20 @@ def label_mail(body, email_id: int):
         email = get_email_or_404(session, email_id)
         feedback = set_label(session, email, Label(body["label"]), api_user().id, "api")
         return {"email_id": email_id, "label": body["label"], "changed": feedback is not None}
+
+
+@blueprint.route("/review")
+@api_auth()
+@blueprint.arguments(ReviewQuery, location="query")
+@blueprint.response(200, ReviewPage)
+@blueprint.doc(security=SECURITY)
+def review(query):
+    """The unlabeled mail to label next, in order: what the active model is least sure of,
+    spread over different kinds of mail. Answer with POST /api/emails/ID/label."""
+    with session_scope() as session:
+        items = review_queue(session, index_space(), query["k"])
+        return {"items": [{"email": item.email, "prediction": item.prediction,
+                           "uncertainty": item.uncertainty} for item in items]}
 
 
 @blueprint.route("/classify", methods=["POST"])

@@ -77,6 +77,19 @@ class EmailWithPrediction(Schema):
     prediction = fields.Nested(PredictionSchema, allow_none=True)
 
 
+class ReviewQuery(Schema):
+    k = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class ReviewItemSchema(EmailListItem):
+    uncertainty = fields.Float(metadata={
+        "description": "distance of p(spam) from the spam threshold in log-odds (0: on it)"})
+
+
+class ReviewPage(Schema):
+    items = fields.List(fields.Nested(ReviewItemSchema))
+
+
 class LabelRequest(Schema):
     label = fields.String(required=True, validate=validate.OneOf(LABELS))
 

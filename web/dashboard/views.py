@@ -20,6 +20,7 @@ from core.mail import html_body
 from core.mailbox import MailFilter, daily_volume, list_emails, unindexed_count
 from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel, Verdict
 from core.registry import UnknownModel, active_model
+from core.review import review_queue
 from core.search import MODES, SearchFilter, highlight_parts, search
 from web.api.search import similar_emails
 from web.auth import admin_required
@@ -33,6 +34,7 @@ from workers.remote import ask_remote, remote_query_embedder
 
 PER_PAGE = 50
 PER_SEARCH = 20
+REVIEW_SIZE = 20
 # What the Models page's LoRA form may set, with each value's type (the rest: defaults).
 LORA_FORM_OPTIONS = {"epochs": int, "max_length": int, "lr": float}
 UPLOAD_SUFFIXES = (".eml", ".mbox", ".mbx", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2",
@@ -175,7 +177,22 @@ def label_email(email_id: int):
             abort(404)
         set_label(session, email, Label(label), current_user.id, "dashboard")
     flash(f"Marked as {label}.", "ok")
+    if request.form.get("next") == "review":
+        return redirect(url_for("dashboard.review"))
     return redirect(url_for("dashboard.email_detail", email_id=email_id))
+
+
+@blueprint.get("/review")
+@login_required
+def review():
+    """Label these to improve the model most (``core.review``)."""
+    k = min(max(request.args.get("k", REVIEW_SIZE, type=int) or REVIEW_SIZE, 1), 100)
+    with session_scope() as session:
+        items = review_queue(session, client.index_space(), k)
+        model = active_model(session)
+        labels = session.scalar(select(func.count()).select_from(Email)
+                                .where(Email.label.is_not(None)))
+    return render_template("dashboard/review.html", items=items, model=model, labels=labels)
 
 
 @blueprint.get("/models")
