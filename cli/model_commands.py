@@ -249,6 +249,29 @@ def models_rollback() -> None:
     click.echo(f"rolled back: model {model_id} is active")
 
 
+@models.command("refit")
+@click.option("--check", is_flag=True, help="only show how the thresholds hold now")
+def models_refit(check: bool) -> None:
+    """Re-fit the active model's thresholds on this deployment's recent mail and the labels
+    given since it was trained; with --check, show the estimated false-positive rate and
+    drift only."""
+    from core.config import get_settings
+    from core.thresholds_fit import refit, threshold_health
+
+    settings = get_settings()
+    with session_scope() as session:
+        model = active_model(session)
+        if model is None:
+            raise click.ClickException("no active model")
+        if not check:
+            try:
+                click.echo(refit(session, model, settings))
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from exc
+        health = threshold_health(session, model, settings)
+    click.echo(json.dumps(health, indent=2, default=str))
+
+
 @click.command("eval")
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Labeled JSON Lines: id, label, subject, text (or raw).")

@@ -160,6 +160,16 @@ class Settings:
     # and never trained on; made once each class has min-per-class / share labels.
     holdout_share: float
     holdout_min_per_class: int
+    # Thresholds on the deployment's mail (core.thresholds_fit): the window of recent mail
+    # read, the least mail to judge drift or re-fit on, the PSI that raises the drift alert,
+    # the labeled hams it takes for labels to count in a re-fit; how often the drift check
+    # and the automatic re-fit run (0 = off; re-fit by hand with `spamsift models refit`).
+    drift_window_days: int
+    drift_min_emails: int
+    drift_alert_psi: float
+    refit_min_hams: int
+    drift_check_seconds: int
+    refit_every_seconds: int
     @property
     def longest_request_wait_ms(self) -> int:
         """How long a request may wait for a worker: 5 s short of the server's timeout."""
@@ -234,6 +244,12 @@ def load_settings() -> Settings:
         retrain_tolerance=env_float("RETRAIN_TOLERANCE", 0.01),
         holdout_share=env_float("HOLDOUT_SHARE", 0.1),
         holdout_min_per_class=env_int("HOLDOUT_MIN_PER_CLASS", 20, minimum=1),
+        drift_window_days=env_int("DRIFT_WINDOW_DAYS", 7, minimum=1),
+        drift_min_emails=env_int("DRIFT_MIN_EMAILS", 200, minimum=1),
+        drift_alert_psi=env_float("DRIFT_ALERT_PSI", 0.25),
+        refit_min_hams=env_int("REFIT_MIN_HAMS", 50, minimum=1),
+        drift_check_seconds=env_int("DRIFT_CHECK_SECONDS", 3600, minimum=0),
+        refit_every_seconds=env_int("REFIT_EVERY_SECONDS", 0, minimum=0),
     )
     check_outgoing_requests(settings)
     if not 0 < settings.holdout_share <= 0.5:

@@ -31,12 +31,13 @@ from core.config import Settings, get_settings
 from core.jobs import create_job, finish_job, uploads_dir
 from core.models import Email, EmailStatus, Job, JobState
 from core.registry import active_model
+from core.thresholds_fit import refit, threshold_health
 from workers.app import DbTask
 from workers.client import (BrokerUnavailable, index_space, rescore_after_commit, send,
                             send_in_batches)
 from workers.schedule import run_scheduled
-from workers.names import (ADAPT_ENCODER, CLASSIFY_EMAILS, IMPORT_UPLOAD, INDEX_EMAILS, RECONCILE,
-                           REINDEX, TRAIN_MODEL)
+from workers.names import (ADAPT_ENCODER, CHECK_DRIFT, CLASSIFY_EMAILS, IMPORT_UPLOAD,
+                           INDEX_EMAILS, RECONCILE, REFIT_THRESHOLDS, REINDEX, TRAIN_MODEL)
 from workers.tasks import needs_rescore
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,48 @@ def reindex(self: DbTask, from_beat: bool = False) -> int | None:
         return f"sent {len(ids)} emails to be indexed in {space} (job {job.id})", len(ids)
 
     return run_scheduled("reindex", body, settings, from_beat)
+
+
+@shared_task(name=CHECK_DRIFT, base=DbTask, bind=True)
+def check_drift(self: DbTask, from_beat: bool = False) -> float | None:
+    """The active model's drift (PSI) on recent mail; logs a warning above the alert level."""
+    settings = get_settings()
+
+    def body() -> tuple[str, float | None]:
+        model = active_model(self.session)
+        if model is None:
+            return "no active model", None
+        health = threshold_health(self.session, model, settings)
+        if health["psi"] is None:
+            return (f"{health['unlabeled']} recent emails judged by model {model.id}: too few "
+                    "to tell, or no reference distribution"), None
+        if health["drifted"]:
+            log.warning("drift: recent mail's scores moved away from those model %s's "
+                        "thresholds were chosen on (PSI %.2f): re-fit them (`spamsift models "
+                        "refit`) or retrain", model.id, health["psi"])
+        return (f"model {model.id}: PSI {health['psi']:.3f}"
+                + (" — drifted, re-fit the thresholds" if health["drifted"] else "")), \
+            health["psi"]
+
+    return run_scheduled("drift", body, settings, from_beat)
+
+
+@shared_task(name=REFIT_THRESHOLDS, base=DbTask, bind=True)
+def refit_thresholds(self: DbTask, from_beat: bool = False) -> str | None:
+    """Re-fit the active model's thresholds on recent mail (``core.thresholds_fit``)."""
+    settings = get_settings()
+
+    def body() -> tuple[str, str | None]:
+        model = active_model(self.session)
+        if model is None:
+            return "no active model", None
+        try:
+            changed = refit(self.session, model, settings)
+        except ValueError as exc:
+            return str(exc), None
+        return changed, changed
+
+    return run_scheduled("refit", body, settings, from_beat)
 
 
 # Jobs of these kinds are one task each, sent again by the job's id alone.

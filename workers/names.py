@@ -25,6 +25,8 @@ RECONCILE = "spamsift.reconcile"
 # Scheduled jobs (workers.schedule declares when each runs).
 RETRAIN = "spamsift.retrain"  # train on new labels; activate if the holdout says so
 REINDEX = "spamsift.reindex"  # vectors for mail that lacks them in the configured space
+CHECK_DRIFT = "spamsift.check_drift"  # has recent mail's score distribution moved?
+REFIT_THRESHOLDS = "spamsift.refit_thresholds"  # thresholds re-fitted on recent mail
 
 # Within a queue, lower numbers go first (Redis transport: 0 is the highest priority, and a
 # message without one counts as 0). Search indexing never delays a verdict, not even the
@@ -51,6 +53,8 @@ TASK_ROUTES = {
     RECONCILE: {"queue": BULK},
     RETRAIN: {"queue": BULK},
     REINDEX: {"queue": BULK, "priority": INDEX_PRIORITY},
+    CHECK_DRIFT: {"queue": BULK},
+    REFIT_THRESHOLDS: {"queue": BULK},
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from functools import lru_cache
@@ -102,11 +103,11 @@ def active_model_row(session) -> TrainedModel | None:
     tiny query), not for its artifact, which can be megabytes."""
     from sqlalchemy import select
 
-    key = session.execute(select(TrainedModel.id, TrainedModel.created_at)
-                          .where(TrainedModel.is_active)).first()
-    if key is None:
+    row = session.execute(select(TrainedModel.id, TrainedModel.created_at,
+                                 TrainedModel.thresholds).where(TrainedModel.is_active)).first()
+    if row is None:
         return None
-    key = tuple(key)
+    key = (row.id, row.created_at, json.dumps(row.thresholds, sort_keys=True))  # re-fits
     if key not in _models:
         model = session.get(TrainedModel, key[0])
         session.expunge(model)

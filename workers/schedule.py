@@ -21,7 +21,7 @@ from core.config import Settings
 from core.db import session_scope
 from core.locks import exclusive
 from core.models import ScheduledRun
-from workers.names import RECONCILE, REINDEX, RETRAIN
+from workers.names import CHECK_DRIFT, RECONCILE, REFIT_THRESHOLDS, REINDEX, RETRAIN
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,14 @@ SCHEDULE = (
                  "embeds mail that has no vectors in the configured vector space, in batches "
                  "behind every verdict", lambda s: s.reindex_every_seconds,
                  "SPAMSIFT_REINDEX_EVERY_SECONDS"),
+    ScheduledJob("drift", CHECK_DRIFT,
+                 "compares the active model's scores on recent mail with those its thresholds "
+                 "were chosen on; warns when they drifted apart",
+                 lambda s: s.drift_check_seconds, "SPAMSIFT_DRIFT_CHECK_SECONDS"),
+    ScheduledJob("refit", REFIT_THRESHOLDS,
+                 "re-fits the active model's thresholds on recent mail and the labels given "
+                 "since it was trained", lambda s: s.refit_every_seconds,
+                 "SPAMSIFT_REFIT_EVERY_SECONDS"),
 )
 JOBS = {job.name: job for job in SCHEDULE}
 

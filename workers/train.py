@@ -35,6 +35,7 @@ from ml.linear import check_labels, platt, sigmoid, train_linear_probe
 from ml.lora import (LORA, CheckpointMismatch, Hooks, LoraClassifier, LoraSettings, Progress,
                      TrainingStopped, to_artifact, train_lora)
 from ml.mlm import MLM, MlmSettings, adapt
+from ml.refit import score_histogram
 from ml.mlm import to_artifact as mlm_artifact
 from workers.app import DbTask
 from workers.client import activate_model
@@ -220,7 +221,10 @@ def _register(session, fitted: Fitted, y: np.ndarray, data: dict) -> TrainedMode
     validation = ("out-of-fold" if fitted.held_out is None
                   else f"held-out validation part ({len(y_held_out)} emails)")
     model = TrainedModel(
-        kind=fitted.kind, encoder=fitted.encoder, params={**fitted.params, "data": data},
+        kind=fitted.kind, encoder=fitted.encoder,
+        # score_reference: the scores its thresholds are chosen on, for the drift check
+        params={**fitted.params, "data": data,
+                "score_reference": score_histogram(fitted.p_held_out)},
         metrics={**checked.metrics, **fitted.extra_metrics, "validation": validation,
                  "spam": int(y.sum()), "ham": int(len(y) - y.sum())},
         curves=checked.curves, confusion=checked.confusion,

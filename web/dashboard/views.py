@@ -21,6 +21,7 @@ from core.mailbox import MailFilter, daily_volume, list_emails, unindexed_count
 from core.models import Email, EmailStatus, Job, JobState, Label, TrainedModel, Verdict
 from core.registry import UnknownModel, active_model
 from core.review import review_queue
+from core.thresholds_fit import refit, threshold_health
 from core.search import MODES, SearchFilter, highlight_parts, search
 from web.api.search import similar_emails
 from web.auth import admin_required
@@ -202,11 +203,29 @@ def models():
         rows = session.scalars(select(TrainedModel).order_by(TrainedModel.id.desc())).all()
         running = session.scalars(select(Job).where(
             Job.kind == "train", Job.state.in_([JobState.QUEUED, JobState.RUNNING]))).all()
-    charts = {m.id: (curve_svg(m.curves.get("roc", []), f"ROC, model {m.id}",
-                               "false positive rate", "true positive rate", diagonal=True),
-                     curve_svg(m.curves.get("pr", []), f"Precision-recall, model {m.id}",
-                               "recall", "precision")) for m in rows}
-    return render_template("dashboard/models.html", models=rows, charts=charts, running=running)
+        charts = {m.id: (curve_svg(m.curves.get("roc", []), f"ROC, model {m.id}",
+                                   "false positive rate", "true positive rate",
+                                   diagonal=True),
+                         curve_svg(m.curves.get("pr", []), f"Precision-recall, model {m.id}",
+                                   "recall", "precision")) for m in rows}
+        active = next((m for m in rows if m.is_active), None)
+        health = threshold_health(session, active, get_settings()) if active else None
+    return render_template("dashboard/models.html", models=rows, charts=charts, running=running,
+                           health=health)
+
+
+@blueprint.post("/models/refit")
+@admin_required
+def refit_thresholds():
+    with session_scope() as session:
+        model = active_model(session)
+        if model is None:
+            abort(409, description="no active model")
+        try:
+            flash(refit(session, model, get_settings()), "ok")
+        except ValueError as exc:
+            flash(str(exc), "error")
+    return redirect(url_for("dashboard.models"))
 
 
 @blueprint.post("/models/train")
