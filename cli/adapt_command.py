@@ -13,6 +13,7 @@ from cli.model_commands import queue_and_follow, timeout_option, wait_option
 from core.db import session_scope
 from core.models import EncoderVersion
 from ml.mlm import MlmSettings
+from ml.selftrain import SelfTrainSettings
 
 
 @click.group()
@@ -45,6 +46,29 @@ def adapt_mlm(wait: bool, timeout: float, **options) -> None:
     click.echo(f"encoder version {job.result['encoder_version']} ({job.result['name']}): "
                f"held-out masked-token loss {metrics['held_out_loss_before']:.3f} → "
                f"{metrics['held_out_loss_after']:.3f}")
+
+
+@adapt.command("selftrain")
+@click.option("--rounds", type=int, default=SelfTrainSettings.rounds, show_default=True,
+              help="At most this many rounds; one that does no better stops the run.")
+@click.option("--confidence", type=float, default=SelfTrainSettings.confidence,
+              show_default=True, help="p(spam) at least this is pseudo-spam, at most 1 - "
+              "this pseudo-ham.")
+@click.option("--max-per-class", type=int, default=SelfTrainSettings.max_per_class,
+              show_default=True, help="Pseudo-labels of each class a round may add.")
+@wait_option
+@timeout_option
+def adapt_selftrain(wait: bool, timeout: float, **options) -> None:
+    """Self-training from the active model on the unlabeled mail: confident verdicts become
+    pseudo-labels (stored as such, never over a person's label), a model of the active kind
+    is trained on them and the labels, round by round while the holdout set says it gets
+    better; the best model is activated."""
+    from workers.client import queue_self_training
+
+    job = queue_and_follow(lambda session: queue_self_training(session, options),
+                           "self-training", wait, timeout)
+    if job is not None:
+        click.echo(job.message)
 
 
 @adapt.command("list")

@@ -422,3 +422,20 @@ class HoldoutEmail(Base):
                                           primary_key=True)
     label: Mapped[Label] = mapped_column(_enum(Label, "label"))
     added_at: Mapped[datetime] = _now_column()
+
+
+class PseudoLabel(Base):
+    """A label a model gave to mail no person labeled (self-training, ``workers.selftrain``).
+    Kept apart from ``Email.label``: it never replaces or outvotes a person's label, and the
+    next self-training run replaces the whole set."""
+
+    __tablename__ = "pseudo_labels"
+
+    email_id: Mapped[int] = mapped_column(ForeignKey("emails.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    label: Mapped[Label] = mapped_column(_enum(Label, "label"))
+    p_spam: Mapped[float] = mapped_column(Float)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    round: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now_column()

@@ -21,8 +21,8 @@ from core.registry import activate, roll_back
 from ml.encoder import encoder_name
 from ml.lora_settings import LoraSettings
 from workers.app import celery_app
-from workers.names import (ADAPT_ENCODER, CLASSIFY_EMAIL, LORA, RESCORE, TASK_ROUTES,
-                           TRAIN_MODEL, queue_lists)
+from workers.names import (ADAPT_ENCODER, CLASSIFY_EMAIL, LORA, RESCORE, SELF_TRAIN,
+                           TASK_ROUTES, TRAIN_MODEL, queue_lists)
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,17 @@ def queue_adaptation(session: Session, options: dict | None = None) -> Job:
     job = create_job(session, "adapt", state=JobState.QUEUED,
                      params={"method": "mlm", "options": options})
     send_after_commit(session, ADAPT_ENCODER, [job.id])
+    return job
+
+
+def queue_self_training(session: Session, options: dict | None = None) -> Job:
+    """Queue self-training from the active model (``workers.selftrain``). Raises ValueError
+    for options out of range."""
+    from ml.selftrain import SelfTrainSettings
+
+    options = SelfTrainSettings(**(options or {})).to_dict()
+    job = create_job(session, "selftrain", state=JobState.QUEUED, params={"options": options})
+    send_after_commit(session, SELF_TRAIN, [job.id])
     return job
 
 

@@ -37,7 +37,8 @@ from workers.client import (BrokerUnavailable, index_space, rescore_after_commit
                             send_in_batches)
 from workers.schedule import run_scheduled
 from workers.names import (ADAPT_ENCODER, CHECK_DRIFT, CLASSIFY_EMAILS, IMPORT_UPLOAD,
-                           INDEX_EMAILS, RECONCILE, REFIT_THRESHOLDS, REINDEX, TRAIN_MODEL)
+                           INDEX_EMAILS, RECONCILE, REFIT_THRESHOLDS, REINDEX, SELF_TRAIN,
+                           TRAIN_MODEL)
 from workers.tasks import needs_rescore
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ def refit_thresholds(self: DbTask, from_beat: bool = False) -> str | None:
 
 
 # Jobs of these kinds are one task each, sent again by the job's id alone.
-TRAINING_TASKS = {"train": TRAIN_MODEL, "adapt": ADAPT_ENCODER}
+TRAINING_TASKS = {"train": TRAIN_MODEL, "adapt": ADAPT_ENCODER, "selftrain": SELF_TRAIN}
 
 
 def _resend_training(session: Session, older_than_seconds: int) -> int:

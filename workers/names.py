@@ -17,6 +17,7 @@ INDEX_EMAILS = "spamsift.index_emails"  # chunks and vectors for search
 RESCORE = "spamsift.rescore"  # the active model judges mail another model judged
 TRAIN_MODEL = "spamsift.train_model"
 ADAPT_ENCODER = "spamsift.adapt_encoder"  # masked-LM adaptation to the stored mail
+SELF_TRAIN = "spamsift.self_train"  # pseudo-labels on unlabeled mail, rounds of training
 IMPORT_UPLOAD = "spamsift.import_upload"
 DELIVER_VERDICT = "spamsift.deliver_verdict"
 EMBED_QUERY = "spamsift.embed_query"
@@ -46,6 +47,7 @@ TASK_ROUTES = {
     RESCORE: {"queue": BULK, "priority": RESCORE_PRIORITY},
     TRAIN_MODEL: {"queue": TRAINING},
     ADAPT_ENCODER: {"queue": TRAINING},
+    SELF_TRAIN: {"queue": TRAINING},
     IMPORT_UPLOAD: {"queue": BULK},
     DELIVER_VERDICT: {"queue": REALTIME},
     EMBED_QUERY: {"queue": REALTIME},

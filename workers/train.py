@@ -267,31 +267,44 @@ def _train_hybrid(session, job_id: int, texts: list[str], y: np.ndarray, pooling
         language.encoder), y, data)
 
 
-def _train(session, job: Job) -> TrainedModel | None:
-    params = job.params or {}
-    kind, pooling = params.get("kind"), params.get("pooling")
-    version = params.get("encoder_version")
-    _progress(job.id, 0, 0, "loading labeled emails")
+def labeled_mail(session) -> tuple[list[Email], np.ndarray]:
+    """The labeled emails training reads (outside the holdout set, which is made here the
+    first time there are labels enough), and their labels (1 = spam)."""
     ensure_holdout(session, get_settings())
     emails = list(session.scalars(
         select(Email).where(Email.label.is_not(None), not_held_out()).order_by(Email.id)))
-    y = np.array([e.label == Label.SPAM for e in emails], dtype=int)
+    return emails, np.array([e.label == Label.SPAM for e in emails], dtype=int)
+
+
+def _train(session, job: Job) -> TrainedModel:
+    _progress(job.id, 0, 0, "loading labeled emails")
+    emails, y = labeled_mail(session)
+    return train_on(session, job.id, job.params or {}, emails, y)
+
+
+def train_on(session, job_id: int, params: dict, emails: list[Email], y: np.ndarray,
+             data_note: dict | None = None) -> TrainedModel:
+    """Train what ``params`` says (a training job's: kind, pooling, options, encoder
+    version) on ``emails`` labeled ``y`` and register it; ``data_note`` joins what the
+    model records of the mail it saw."""
+    kind, pooling = params.get("kind"), params.get("pooling")
+    version = params.get("encoder_version")
     check_labels(y)
     texts = model_texts(emails)
-    data = _data_seen(emails, y)
+    data = {**_data_seen(emails, y), **(data_note or {})}
     session.commit()  # hold no transaction (nor any lock) while training
     if kind == CASCADE:
-        return _train_cascade(session, job.id, texts, y, pooling, data)
+        return _train_cascade(session, job_id, texts, y, pooling, data)
     if kind == HYBRID:
-        return _train_hybrid(session, job.id, texts, y, pooling, data)
+        return _train_hybrid(session, job_id, texts, y, pooling, data)
     if kind == LORA:
-        fitted = _fit_lora(job.id, texts, y, params.get("options") or {}, version)
+        fitted = _fit_lora(job_id, texts, y, params.get("options") or {}, version)
     else:
-        fitted = _fit(job.id, kind, texts, y, pooling, version)
+        fitted = _fit(job_id, kind, texts, y, pooling, version)
     return _register(session, fitted, y, data)
 
 
-def _run_job(session, job_id: int, work) -> object | None:
+def run_job(session, job_id: int, work) -> object | None:
     """Run ``work(session, job)`` for a queued or running job, once across all workers (a
     lock on the job); it finishes the job and returns what to return. A cancelled run ends
     with the job cancelled and nothing kept; a failed one fails the job and raises."""
@@ -324,7 +337,7 @@ def _run_job(session, job_id: int, work) -> object | None:
             raise
 
 
-def _finish(session, job: Job, message: str, result: dict, units: int) -> None:
+def finish(session, job: Job, message: str, result: dict, units: int) -> None:
     finish_job(session, job, JobState.SUCCEEDED, message=message, result=result)
     job.done = job.total = job.total or units
     job.checkpoint = None
@@ -344,10 +357,10 @@ def train_model(self: DbTask, job_id: int) -> int | None:
             message += "; " + result["retrain"]["reason"]
         elif job.params.get("make_active", True):
             activate_model(session, model.id)
-        _finish(session, job, message, result, model.train_size)
+        finish(session, job, message, result, model.train_size)
         return model.id
 
-    return _run_job(self.session, job_id, work)
+    return run_job(self.session, job_id, work)
 
 
 @shared_task(name=ADAPT_ENCODER, base=DbTask, bind=True)
@@ -379,9 +392,9 @@ def adapt_encoder(self: DbTask, job_id: int) -> int | None:
                      "held_out_loss_after": result.loss_after, "history": result.history})
         session.add(version)
         session.flush()
-        _finish(session, job, f"encoder version {version.id} ({version.name})",
+        finish(session, job, f"encoder version {version.id} ({version.name})",
                 {"encoder_version": version.id, "name": version.name,
                  "metrics": version.metrics}, len(emails))
         return version.id
 
-    return _run_job(self.session, job_id, work)
+    return run_job(self.session, job_id, work)

@@ -1,4 +1,5 @@
-"""scheduled runs (when each scheduled job ran, how long, how it ended) and the holdout set
+"""scheduled runs (when each scheduled job ran, how long, how it ended), the holdout set and
+self-training's pseudo-labels
 
 Revision ID: 0010
 Revises: 0009
@@ -44,9 +45,31 @@ def upgrade() -> None:
                                 ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('email_id', name=op.f('pk_holdout_emails')),
     )
+    op.create_table(
+        'pseudo_labels',
+        sa.Column('email_id', sa.BigInteger(), nullable=False),
+        sa.Column('label', postgresql.ENUM('spam', 'ham', name='label', create_type=False),
+                  nullable=False),
+        sa.Column('p_spam', sa.Float(), nullable=False),
+        sa.Column('model_id', sa.BigInteger(), nullable=True),
+        sa.Column('job_id', sa.BigInteger(), nullable=True),
+        sa.Column('round', sa.Integer(), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'),
+                  nullable=False),
+        sa.ForeignKeyConstraint(['email_id'], ['emails.id'],
+                                name=op.f('fk_pseudo_labels_email_id_emails'),
+                                ondelete='CASCADE'),
+        sa.ForeignKeyConstraint(['model_id'], ['models.id'],
+                                name=op.f('fk_pseudo_labels_model_id_models'),
+                                ondelete='SET NULL'),
+        sa.ForeignKeyConstraint(['job_id'], ['jobs.id'],
+                                name=op.f('fk_pseudo_labels_job_id_jobs'), ondelete='SET NULL'),
+        sa.PrimaryKeyConstraint('email_id', name=op.f('pk_pseudo_labels')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('pseudo_labels')
     op.drop_table('holdout_emails')
     op.drop_index('ix_scheduled_runs_name_started_at', table_name='scheduled_runs')
     op.drop_table('scheduled_runs')

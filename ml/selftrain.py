@@ -1,0 +1,47 @@
+"""Self-training: the mail a model is confident about, labeled by it (pseudo-labels), added
+to the human labels for the next model. Pseudo-labels only ever label mail no person has
+labeled, and each round keeps the labeled mail's spam share, so a confident model cannot
+flood the training set with its favourite class."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SelfTrainSettings:
+    rounds: int = 3  # at most; a round that does not improve on the holdout set stops it
+    confidence: float = 0.99  # p(spam) at least this is spam, at most 1 - this is ham
+    max_per_class: int = 2000  # pseudo-labels of each class a round may add
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rounds <= 20:
+            raise ValueError("rounds must be between 1 and 20")
+        if not 0.5 < self.confidence < 1:
+            raise ValueError("confidence must be above 0.5 and below 1")
+        if self.max_per_class < 1:
+            raise ValueError("max_per_class must be at least 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pseudo_labels(p_spam: np.ndarray, settings: SelfTrainSettings, spam_share: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, labels: 1 = spam) of the confident scores, the most confident first, at
+    most ``max_per_class`` of each class, and as many of each as keep ``spam_share`` (the
+    labeled mail's)."""
+    p = np.asarray(p_spam, dtype=float)
+    spam = np.flatnonzero(p >= settings.confidence)
+    ham = np.flatnonzero(p <= 1 - settings.confidence)
+    spam = spam[np.argsort(-p[spam], kind="stable")][:settings.max_per_class]
+    ham = ham[np.argsort(p[ham], kind="stable")][:settings.max_per_class]
+    share = min(max(spam_share, 0.01), 0.99)
+    # The most of each that keeps the share: n_spam / (n_spam + n_ham) = share.
+    n_spam = min(len(spam), int(len(ham) * share / (1 - share)))
+    n_ham = min(len(ham), int(len(spam) * (1 - share) / share))
+    spam, ham = spam[:n_spam], ham[:n_ham]
+    return (np.concatenate([spam, ham]),
+            np.concatenate([np.ones(len(spam), dtype=int), np.zeros(len(ham), dtype=int)]))

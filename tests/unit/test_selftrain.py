@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+
+from ml.selftrain import SelfTrainSettings, pseudo_labels
+
+
+def test_only_confident_scores_most_confident_first():
+    p = np.array([0.995, 0.5, 0.001, 0.999, 0.02, 0.0001])
+    positions, labels = pseudo_labels(p, SelfTrainSettings(confidence=0.99), spam_share=0.5)
+    assert dict(zip(positions.tolist(), labels.tolist())) == {3: 1, 0: 1, 5: 0, 2: 0}
+    assert positions.tolist()[:2] == [3, 0]
+
+
+def test_the_labeled_spam_share_is_kept():
+    p = np.array([0.999] * 90 + [0.001] * 10)  # the model calls nearly everything spam
+    _, labels = pseudo_labels(p, SelfTrainSettings(), spam_share=0.3)
+    assert labels.sum() / len(labels) == pytest.approx(0.3, abs=0.05)
+    assert (labels == 0).sum() == 10
+
+
+def test_a_cap_per_class_and_nothing_when_one_class_is_missing():
+    p = np.array([0.999] * 50 + [0.001] * 50)
+    _, labels = pseudo_labels(p, SelfTrainSettings(max_per_class=5), spam_share=0.5)
+    assert (labels == 1).sum() == 5 and (labels == 0).sum() == 5
+    positions, _ = pseudo_labels(np.array([0.999] * 10), SelfTrainSettings(), 0.5)
+    assert len(positions) == 0
+
+
+@pytest.mark.parametrize("bad", [{"rounds": 0}, {"confidence": 0.5}, {"max_per_class": 0}])
+def test_settings_are_checked(bad):
+    with pytest.raises(ValueError):
+        SelfTrainSettings(**bad)

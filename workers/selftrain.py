@@ -1,0 +1,102 @@
+"""Self-training on the deployment's unlabeled mail (``spamsift adapt selftrain``).
+
+Each round the best model so far labels the unlabeled mail it is confident about
+(``ml.selftrain``); those pseudo-labels, stored as such in ``pseudo_labels``, join the human
+labels, and a model of the active kind is trained on both. The round's model is kept only if
+it does better than the best so far on the holdout set; the first round that does not stops
+the run. The best model is activated if it is not the active one. Pseudo-labels only label
+mail no person labeled, and a person's label removes an email's pseudo-label.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from celery import shared_task
+from sqlalchemy import delete, select
+
+from core.holdout import holdout_emails, not_held_out
+from core.models import Email, EmailStatus, Job, Label, PseudoLabel, TrainedModel
+from core.registry import active_model
+from ml.metrics import binary_metrics
+from ml.selftrain import SelfTrainSettings, pseudo_labels
+from workers.app import DbTask
+from workers.client import activate_model
+from workers.names import SELF_TRAIN
+from workers.pipeline import model_texts, score_texts
+from workers.retrain import recipe
+from workers.train import finish, labeled_mail, run_job, train_on
+
+log = logging.getLogger(__name__)
+
+
+def _holdout_f1(model: TrainedModel, texts: list[str], y: np.ndarray) -> float:
+    p_spam = score_texts(model, texts, 0).p_spam
+    return binary_metrics(y, p_spam, model.thresholds["spam"])["f1"]
+
+
+def _self_train(session, job: Job) -> dict:
+    settings = SelfTrainSettings(**(job.params.get("options") or {}))
+    active = active_model(session)
+    if active is None:
+        raise ValueError("self-training starts from the active model: there is none")
+    held = holdout_emails(session)
+    if not held:
+        raise ValueError("self-training measures each round on the holdout set, which is "
+                         "not made yet (it needs more labels of each class)")
+    holdout_texts = model_texts([email for email, _ in held])
+    y_holdout = np.array([label == Label.SPAM for _, label in held], dtype=int)
+    humans, y_humans = labeled_mail(session)
+    unlabeled = list(session.scalars(select(Email).where(
+        Email.label.is_(None), Email.status.in_((EmailStatus.PARSED, EmailStatus.CLASSIFIED)),
+        not_held_out()).order_by(Email.id)))
+    unlabeled_texts = model_texts(unlabeled)
+    how = {k: v for k, v in recipe(session, active).items() if v is not None}
+    best, best_f1 = active, _holdout_f1(active, holdout_texts, y_holdout)
+    rounds = [{"round": 0, "model_id": active.id, "holdout_f1": best_f1}]
+    for number in range(1, settings.rounds + 1):
+        p_spam = score_texts(best, unlabeled_texts, 0).p_spam
+        positions, labels = pseudo_labels(p_spam, settings, float(y_humans.mean()))
+        if not len(positions):
+            rounds.append({"round": number, "pseudo_labels": 0, "stopped": "none confident"})
+            break
+        session.execute(delete(PseudoLabel))
+        session.add_all(PseudoLabel(
+            email_id=unlabeled[i].id, label=Label.SPAM if label else Label.HAM,
+            p_spam=float(p_spam[i]), model_id=best.id, job_id=job.id, round=number)
+            for i, label in zip(positions.tolist(), labels.tolist()))
+        session.commit()
+        candidate = train_on(
+            session, job.id, how, humans + [unlabeled[i] for i in positions.tolist()],
+            np.concatenate([y_humans, labels]),
+            {"pseudo_labels": len(positions), "self_training_round": number})
+        f1 = _holdout_f1(candidate, holdout_texts, y_holdout)
+        rounds.append({"round": number, "model_id": candidate.id, "holdout_f1": f1,
+                       "pseudo_labels": len(positions),
+                       "pseudo_spam": int(labels.sum())})
+        log.info("self-training round %s: model %s, holdout F1 %.4f (best %.4f)", number,
+                 candidate.id, f1, best_f1)
+        if f1 <= best_f1:
+            rounds[-1]["stopped"] = "no better on the holdout set"
+            break
+        best, best_f1 = candidate, f1
+    if best.id != active.id:
+        activate_model(session, best.id)
+    return {"model_id": best.id, "activated": best.id != active.id, "rounds": rounds,
+            "options": settings.to_dict()}
+
+
+@shared_task(name=SELF_TRAIN, base=DbTask, bind=True)
+def self_train(self: DbTask, job_id: int) -> int | None:
+    """Run the self-training job ``job_id``; returns the best model's id."""
+
+    def work(session, job: Job) -> int:
+        result = _self_train(session, job)
+        summary = (f"model {result['model_id']} "
+                   + ("activated" if result["activated"] else "kept: no round did better")
+                   + f" after {len(result['rounds']) - 1} rounds")
+        finish(session, job, summary, result, len(result["rounds"]) - 1)
+        return result["model_id"]
+
+    return run_job(self.session, job_id, work)
