@@ -170,6 +170,9 @@ class Settings:
     refit_min_hams: int
     drift_check_seconds: int
     refit_every_seconds: int
+    # Self-training and masked-LM adaptation on a schedule (0 = off; by hand: spamsift adapt).
+    selftrain_every_seconds: int
+    adapt_mlm_every_seconds: int
     @property
     def longest_request_wait_ms(self) -> int:
         """How long a request may wait for a worker: 5 s short of the server's timeout."""
@@ -250,6 +253,8 @@ def load_settings() -> Settings:
         refit_min_hams=env_int("REFIT_MIN_HAMS", 50, minimum=1),
         drift_check_seconds=env_int("DRIFT_CHECK_SECONDS", 3600, minimum=0),
         refit_every_seconds=env_int("REFIT_EVERY_SECONDS", 0, minimum=0),
+        selftrain_every_seconds=env_int("SELFTRAIN_EVERY_SECONDS", 0, minimum=0),
+        adapt_mlm_every_seconds=env_int("ADAPT_MLM_EVERY_SECONDS", 0, minimum=0),
     )
     check_outgoing_requests(settings)
     if not 0 < settings.holdout_share <= 0.5:

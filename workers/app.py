@@ -83,7 +83,8 @@ def _beat_schedule(settings) -> dict:
 celery_app = Celery("spamsift", task_cls=GuardedTask,
                     include=["workers.tasks", "workers.train", "workers.importing",
                              "workers.callback", "workers.search", "workers.maintenance",
-                             "workers.retrain", "workers.selftrain"])
+                             "workers.retrain", "workers.selftrain",
+                             "workers.scheduled_learning"])
 celery_app.add_defaults(_celery_config)  # a callable: evaluated when first needed
 
 

@@ -28,6 +28,8 @@ RETRAIN = "spamsift.retrain"  # train on new labels; activate if the holdout say
 REINDEX = "spamsift.reindex"  # vectors for mail that lacks them in the configured space
 CHECK_DRIFT = "spamsift.check_drift"  # has recent mail's score distribution moved?
 REFIT_THRESHOLDS = "spamsift.refit_thresholds"  # thresholds re-fitted on recent mail
+SCHEDULED_SELF_TRAINING = "spamsift.scheduled_self_training"  # queues a self-training job
+SCHEDULED_ADAPTATION = "spamsift.scheduled_adaptation"  # queues a masked-LM adaptation job
 
 # Within a queue, lower numbers go first (Redis transport: 0 is the highest priority, and a
 # message without one counts as 0). Search indexing never delays a verdict, not even the
@@ -57,6 +59,8 @@ TASK_ROUTES = {
     REINDEX: {"queue": BULK, "priority": INDEX_PRIORITY},
     CHECK_DRIFT: {"queue": BULK},
     REFIT_THRESHOLDS: {"queue": BULK},
+    SCHEDULED_SELF_TRAINING: {"queue": BULK},
+    SCHEDULED_ADAPTATION: {"queue": BULK},
 }
 
 

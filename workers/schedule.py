@@ -21,7 +21,8 @@ from core.config import Settings
 from core.db import session_scope
 from core.locks import exclusive
 from core.models import ScheduledRun
-from workers.names import CHECK_DRIFT, RECONCILE, REFIT_THRESHOLDS, REINDEX, RETRAIN
+from workers.names import (CHECK_DRIFT, RECONCILE, REFIT_THRESHOLDS, REINDEX, RETRAIN,
+                           SCHEDULED_ADAPTATION, SCHEDULED_SELF_TRAINING)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,13 @@ SCHEDULE = (
                  "re-fits the active model's thresholds on recent mail and the labels given "
                  "since it was trained", lambda s: s.refit_every_seconds,
                  "SPAMSIFT_REFIT_EVERY_SECONDS"),
+    ScheduledJob("selftrain", SCHEDULED_SELF_TRAINING,
+                 "queues self-training from the active model on the unlabeled mail",
+                 lambda s: s.selftrain_every_seconds, "SPAMSIFT_SELFTRAIN_EVERY_SECONDS"),
+    ScheduledJob("adapt-mlm", SCHEDULED_ADAPTATION,
+                 "queues masked-LM adaptation of the encoder to the stored mail (a new "
+                 "encoder version)", lambda s: s.adapt_mlm_every_seconds,
+                 "SPAMSIFT_ADAPT_MLM_EVERY_SECONDS"),
 )
 JOBS = {job.name: job for job in SCHEDULE}
 

@@ -49,3 +49,21 @@ def test_bulk_verdicts_go_before_rescoring_and_indexing_sent_earlier(settings):
             channel.basic_ack(message.delivery_tag)
     redis.Redis.from_url(url).flushdb()
     assert taken == [CLASSIFY_EMAILS, RESCORE, INDEX_EMAILS]
+
+
+def test_every_scheduled_job_is_a_registered_routed_task(settings):
+    """What beat sends, a worker knows: a task of that name, on a queue, with a setting."""
+    from workers.app import celery_app
+    from workers.names import TASK_ROUTES
+    from workers.schedule import SCHEDULE, beat_schedule
+
+    celery_app.loader.import_default_modules()
+    for job in SCHEDULE:
+        assert job.task in celery_app.tasks and job.task in TASK_ROUTES, job.name
+        assert job.setting.startswith("SPAMSIFT_")
+    every = {name: "60" for name in ("RETRAIN_CHECK_SECONDS", "REINDEX_EVERY_SECONDS",
+                                     "DRIFT_CHECK_SECONDS", "REFIT_EVERY_SECONDS",
+                                     "SELFTRAIN_EVERY_SECONDS", "ADAPT_MLM_EVERY_SECONDS")}
+    assert set(beat_schedule(settings(**every))) == {job.name for job in SCHEDULE}
+    off = beat_schedule(settings(**{name: "0" for name in every}))
+    assert set(off) == {"reconcile"}  # the one job that cannot be turned off
