@@ -313,7 +313,7 @@ def run_text(ctx: Context, kinds, folds: int, publish: Callable[[list[str]], Non
     crossed: dict[str, list[dict]] = {}
 
     def lines() -> list[str]:
-        return [f"\"normalised\": URLs, addresses, numbers and tokens of 30+ characters "
+        return ["\"normalised\": URLs, addresses, numbers and tokens of 30+ characters "
                 "replaced by placeholders (`ml/normalise.py`) before training and scoring. "
                 "The last hybrid row is what `spamsift train hybrid` trains now: TF-IDF LR "
                 "on normalised text (`ml/baseline.py` normalises), the encoder on raw text. "
