@@ -173,6 +173,10 @@ class Settings:
     # Self-training and masked-LM adaptation on a schedule (0 = off; by hand: spamsift adapt).
     selftrain_every_seconds: int
     adapt_mlm_every_seconds: int
+    # Raw messages judged more than this many days ago are purged by the scheduled purge
+    # (their text, verdicts and vectors stay); 0 keeps them forever.
+    retention_days: int
+    purge_every_seconds: int
     @property
     def longest_request_wait_ms(self) -> int:
         """How long a request may wait for a worker: 5 s short of the server's timeout."""
@@ -255,6 +259,8 @@ def load_settings() -> Settings:
         refit_every_seconds=env_int("REFIT_EVERY_SECONDS", 0, minimum=0),
         selftrain_every_seconds=env_int("SELFTRAIN_EVERY_SECONDS", 0, minimum=0),
         adapt_mlm_every_seconds=env_int("ADAPT_MLM_EVERY_SECONDS", 0, minimum=0),
+        retention_days=env_int("RETENTION_DAYS", 0, minimum=0),
+        purge_every_seconds=env_int("PURGE_EVERY_SECONDS", 24 * 3600, minimum=0),
     )
     check_outgoing_requests(settings)
     if not 0 < settings.holdout_share <= 0.5:

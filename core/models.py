@@ -183,6 +183,8 @@ class Email(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     # The message exactly as received, and its SHA-256 for deduplication.
     raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Set when the retention purge emptied ``raw`` (text, verdicts and vectors stay).
+    raw_purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sha256: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     size: Mapped[int] = mapped_column(Integer)
     # The Message-ID header's raw text: the stdlib parser truncates some malformed ones.

@@ -37,8 +37,8 @@ from workers.client import (BrokerUnavailable, index_space, rescore_after_commit
                             send_in_batches)
 from workers.schedule import run_scheduled
 from workers.names import (ADAPT_ENCODER, CHECK_DRIFT, CLASSIFY_EMAILS, IMPORT_UPLOAD,
-                           INDEX_EMAILS, RECONCILE, REFIT_THRESHOLDS, REINDEX, SELF_TRAIN,
-                           TRAIN_MODEL)
+                           INDEX_EMAILS, PURGE_RAW, RECONCILE, REFIT_THRESHOLDS, REINDEX,
+                           SELF_TRAIN, TRAIN_MODEL)
 from workers.tasks import needs_rescore
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,37 @@ def refit_thresholds(self: DbTask, from_beat: bool = False) -> str | None:
         return changed, changed
 
     return run_scheduled("refit", body, settings, from_beat)
+
+
+PURGE_BATCH = 1000
+
+
+@shared_task(name=PURGE_RAW, base=DbTask, bind=True)
+def purge_raw(self: DbTask, from_beat: bool = False) -> int | None:
+    """Empty the raw message of mail received more than ``SPAMSIFT_RETENTION_DAYS`` ago and
+    judged (never mail still in the pipeline, or failed: it may need its raw message);
+    returns how many were purged."""
+    settings = get_settings()
+
+    def body() -> tuple[str, int]:
+        if not settings.retention_days:
+            return "retention is off (SPAMSIFT_RETENTION_DAYS is 0)", 0
+        session, purged = self.session, 0
+        while True:
+            batch = select(Email.id).where(
+                Email.received_at < func.now() - timedelta(days=settings.retention_days),
+                Email.status == EmailStatus.CLASSIFIED, Email.raw_purged_at.is_(None)
+            ).limit(PURGE_BATCH).scalar_subquery()
+            done = session.execute(update(Email).where(Email.id.in_(batch)).values(
+                raw=b"", raw_purged_at=func.now())).rowcount
+            session.commit()
+            purged += done
+            if done < PURGE_BATCH:
+                break
+        return (f"purged the raw message of {purged} emails received more than "
+                f"{settings.retention_days} days ago"), purged
+
+    return run_scheduled("purge", body, settings, from_beat)
 
 
 # Jobs of these kinds are one task each, sent again by the job's id alone.

@@ -30,6 +30,7 @@ CHECK_DRIFT = "spamsift.check_drift"  # has recent mail's score distribution mov
 REFIT_THRESHOLDS = "spamsift.refit_thresholds"  # thresholds re-fitted on recent mail
 SCHEDULED_SELF_TRAINING = "spamsift.scheduled_self_training"  # queues a self-training job
 SCHEDULED_ADAPTATION = "spamsift.scheduled_adaptation"  # queues a masked-LM adaptation job
+PURGE_RAW = "spamsift.purge_raw"  # raw messages past the retention period
 
 # Within a queue, lower numbers go first (Redis transport: 0 is the highest priority, and a
 # message without one counts as 0). Search indexing never delays a verdict, not even the
@@ -61,6 +62,7 @@ TASK_ROUTES = {
     REFIT_THRESHOLDS: {"queue": BULK},
     SCHEDULED_SELF_TRAINING: {"queue": BULK},
     SCHEDULED_ADAPTATION: {"queue": BULK},
+    PURGE_RAW: {"queue": BULK, "priority": INDEX_PRIORITY},
 }
 
 

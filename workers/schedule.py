@@ -21,8 +21,8 @@ from core.config import Settings
 from core.db import session_scope
 from core.locks import exclusive
 from core.models import ScheduledRun
-from workers.names import (CHECK_DRIFT, RECONCILE, REFIT_THRESHOLDS, REINDEX, RETRAIN,
-                           SCHEDULED_ADAPTATION, SCHEDULED_SELF_TRAINING)
+from workers.names import (CHECK_DRIFT, PURGE_RAW, RECONCILE, REFIT_THRESHOLDS, REINDEX,
+                           RETRAIN, SCHEDULED_ADAPTATION, SCHEDULED_SELF_TRAINING)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,11 @@ SCHEDULE = (
                  "queues masked-LM adaptation of the encoder to the stored mail (a new "
                  "encoder version)", lambda s: s.adapt_mlm_every_seconds,
                  "SPAMSIFT_ADAPT_MLM_EVERY_SECONDS"),
+    ScheduledJob("purge", PURGE_RAW,
+                 "empties the raw message of mail judged more than SPAMSIFT_RETENTION_DAYS ago "
+                 "(text, verdicts and vectors stay); off while that is 0",
+                 lambda s: s.purge_every_seconds if s.retention_days else 0,
+                 "SPAMSIFT_PURGE_EVERY_SECONDS"),
 )
 JOBS = {job.name: job for job in SCHEDULE}
 

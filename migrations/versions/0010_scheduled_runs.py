@@ -1,5 +1,5 @@
-"""scheduled runs (when each scheduled job ran, how long, how it ended), the holdout set and
-self-training's pseudo-labels
+"""scheduled runs (when each scheduled job ran, how long, how it ended), the holdout set,
+self-training's pseudo-labels, and when retention purged an email's raw message
 
 Revision ID: 0010
 Revises: 0009
@@ -19,6 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.add_column('emails', sa.Column('raw_purged_at', sa.DateTime(timezone=True),
+                                      nullable=True))
     op.create_table(
         'scheduled_runs',
         sa.Column('id', sa.BigInteger(), nullable=False),
@@ -69,6 +71,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column('emails', 'raw_purged_at')
     op.drop_table('pseudo_labels')
     op.drop_table('holdout_emails')
     op.drop_index('ix_scheduled_runs_name_started_at', table_name='scheduled_runs')

@@ -1,7 +1,10 @@
-"""The scheduled reindex on the real services: only mail without vectors in the configured
-space is embedded, followed by a job; mail that has them is left alone."""
+"""Scheduled upkeep on the real services: the reindex embeds only mail without vectors in
+the configured space, followed by a job; the retention purge empties old raw messages and
+keeps their text and verdicts."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
 
@@ -11,7 +14,7 @@ from tests.integration.conftest import LABELED
 from tests.rows import processed_emails
 from tests.waiting import wait_for
 from workers.client import index_space, send
-from workers.names import REINDEX
+from workers.names import PURGE_RAW, REINDEX
 
 
 def test_the_reindex_job_embeds_only_what_lacks_vectors(trained):
@@ -53,3 +56,28 @@ def scheduled_runs(name: str) -> int:
     with session_scope() as session:
         return session.scalar(select(func.count()).select_from(ScheduledRun).where(
             ScheduledRun.name == name, ScheduledRun.finished_at.is_not(None)))
+
+
+def test_retention_purges_old_raw_messages_and_keeps_the_rest(trained, settings, client,
+                                                              api_token):
+    settings(RETENTION_DAYS=30)
+    with session_scope() as session:
+        ids = session.scalars(select(Email.id).order_by(Email.id)).all()
+        old = ids[:10]
+        session.execute(update(Email).where(Email.id.in_(old)).values(
+            received_at=func.now() - timedelta(days=31)))
+    send(PURGE_RAW)
+    wait_for(lambda: scheduled_runs("purge") == 1, timeout=60)
+    with session_scope() as session:
+        run = session.scalar(select(ScheduledRun).where(ScheduledRun.name == "purge"))
+        assert run.outcome == "ok" and "of 10 emails" in run.message
+        purged = session.scalars(select(Email).where(Email.raw_purged_at.is_not(None))).all()
+        assert sorted(e.id for e in purged) == sorted(old)
+        assert all(e.raw == b"" and e.text and e.verdict_id for e in purged)
+        assert all(len(e.raw) == e.size for e in session.scalars(
+            select(Email).where(Email.id.not_in(old))))
+    auth = {"Authorization": f"Bearer {api_token}"}
+    gone = client.get(f"/api/emails/{old[0]}/raw", headers=auth)
+    assert gone.status_code == 410 and "purged" in gone.get_json()["message"]
+    assert client.get(f"/api/emails/{ids[-1]}/raw", headers=auth).status_code == 200
+    assert client.get(f"/api/emails/{old[0]}", headers=auth).get_json()["email"]["text"]

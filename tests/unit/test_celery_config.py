@@ -63,7 +63,10 @@ def test_every_scheduled_job_is_a_registered_routed_task(settings):
         assert job.setting.startswith("SPAMSIFT_")
     every = {name: "60" for name in ("RETRAIN_CHECK_SECONDS", "REINDEX_EVERY_SECONDS",
                                      "DRIFT_CHECK_SECONDS", "REFIT_EVERY_SECONDS",
-                                     "SELFTRAIN_EVERY_SECONDS", "ADAPT_MLM_EVERY_SECONDS")}
-    assert set(beat_schedule(settings(**every))) == {job.name for job in SCHEDULE}
-    off = beat_schedule(settings(**{name: "0" for name in every}))
+                                     "SELFTRAIN_EVERY_SECONDS", "ADAPT_MLM_EVERY_SECONDS",
+                                     "PURGE_EVERY_SECONDS")}
+    assert set(beat_schedule(settings(**every, RETENTION_DAYS=30))) == {
+        job.name for job in SCHEDULE}
+    assert "purge" not in beat_schedule(settings(**every, RETENTION_DAYS=0))
+    off = beat_schedule(settings(**{name: "0" for name in every}, RETENTION_DAYS=30))
     assert set(off) == {"reconcile"}  # the one job that cannot be turned off

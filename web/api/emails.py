@@ -66,9 +66,12 @@ def get_mail(email_id: int):
 @blueprint.doc(security=SECURITY, responses={"200": {"description": "the message as received",
                                                      "content": {"message/rfc822": {}}}})
 def raw_mail(email_id: int):
-    """The message exactly as received."""
+    """The message exactly as received (410 once the retention purge has removed it)."""
     with session_scope() as session:
         email = get_email_or_404(session, email_id)
+        if email.raw_purged_at is not None:
+            abort(410, message=f"the raw message was purged on {email.raw_purged_at:%Y-%m-%d} "
+                               "(SPAMSIFT_RETENTION_DAYS); its text and verdict remain")
         return Response(email.raw, mimetype="message/rfc822", headers={
             "Content-Disposition": f'attachment; filename="email-{email_id}.eml"'})
 

@@ -117,7 +117,7 @@ def email_detail(email_id: int):
         prediction = verdict_of(session, email_id)
         model = session.get(TrainedModel, prediction.model_id) if prediction else None
         similar = similar_emails(session, email)
-    html = html_body(email.raw)
+    html = html_body(email.raw) if email.raw_purged_at is None else None
     return render_template("dashboard/email.html", email=email, prediction=prediction,
                            model=model, similar=similar,
                            indexed=email.indexed_with == client.index_space(),
