@@ -5,9 +5,13 @@ flood the training set with its favourite class."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import numpy as np
+
+M = TypeVar("M")  # a model, whatever the caller trains
 
 
 @dataclass(frozen=True)
@@ -45,3 +49,29 @@ def pseudo_labels(p_spam: np.ndarray, settings: SelfTrainSettings, spam_share: f
     spam, ham = spam[:n_spam], ham[:n_ham]
     return (np.concatenate([spam, ham]),
             np.concatenate([np.ones(len(spam), dtype=int), np.zeros(len(ham), dtype=int)]))
+
+
+def self_train(start: M, score: Callable[[M], np.ndarray],
+               fit: Callable[[np.ndarray, np.ndarray, int], M], judge: Callable[[M], float],
+               spam_share: float, settings: SelfTrainSettings) -> tuple[M, list[dict]]:
+    """Rounds of self-training from the model ``start``: ``score(model)`` gives p(spam) of
+    the unlabeled mail, ``fit(positions, labels, round)`` trains a model on the human labels
+    and those pseudo-labels, ``judge(model)`` is its F1 on held-out labeled mail. Stops at
+    the first round that does not beat the best so far; returns the best model and what
+    each round did (the worker and the deployment benchmark both run this)."""
+    best, best_f1 = start, judge(start)
+    rounds: list[dict] = [{"round": 0, "holdout_f1": best_f1}]
+    for number in range(1, settings.rounds + 1):
+        positions, labels = pseudo_labels(score(best), settings, spam_share)
+        if not len(positions):
+            rounds.append({"round": number, "pseudo_labels": 0, "stopped": "none confident"})
+            break
+        candidate = fit(positions, labels, number)
+        f1 = judge(candidate)
+        rounds.append({"round": number, "holdout_f1": f1, "pseudo_labels": len(positions),
+                       "pseudo_spam": int(labels.sum()), "model": candidate})
+        if f1 <= best_f1:
+            rounds[-1]["stopped"] = "no better on the holdout set"
+            break
+        best, best_f1 = candidate, f1
+    return best, rounds

@@ -20,7 +20,7 @@ from core.holdout import holdout_emails, not_held_out
 from core.models import Email, EmailStatus, Job, Label, PseudoLabel, TrainedModel
 from core.registry import active_model
 from ml.metrics import binary_metrics
-from ml.selftrain import SelfTrainSettings, pseudo_labels
+from ml.selftrain import SelfTrainSettings, self_train
 from workers.app import DbTask
 from workers.client import activate_model
 from workers.names import SELF_TRAIN
@@ -53,34 +53,34 @@ def _self_train(session, job: Job) -> dict:
         not_held_out()).order_by(Email.id)))
     unlabeled_texts = model_texts(unlabeled)
     how = {k: v for k, v in recipe(session, active).items() if v is not None}
-    best, best_f1 = active, _holdout_f1(active, holdout_texts, y_holdout)
-    rounds = [{"round": 0, "model_id": active.id, "holdout_f1": best_f1}]
-    for number in range(1, settings.rounds + 1):
-        p_spam = score_texts(best, unlabeled_texts, 0).p_spam
-        positions, labels = pseudo_labels(p_spam, settings, float(y_humans.mean()))
-        if not len(positions):
-            rounds.append({"round": number, "pseudo_labels": 0, "stopped": "none confident"})
-            break
+
+    def fit(positions: np.ndarray, labels: np.ndarray, number: int) -> TrainedModel:
+        """Store the round's pseudo-labels (replacing the last round's), then train."""
         session.execute(delete(PseudoLabel))
         session.add_all(PseudoLabel(
             email_id=unlabeled[i].id, label=Label.SPAM if label else Label.HAM,
-            p_spam=float(p_spam[i]), model_id=best.id, job_id=job.id, round=number)
-            for i, label in zip(positions.tolist(), labels.tolist()))
+            p_spam=float(p), model_id=scored_by, job_id=job.id, round=number)
+            for i, label, p in zip(positions.tolist(), labels.tolist(),
+                                   last_scores[positions].tolist()))
         session.commit()
-        candidate = train_on(
-            session, job.id, how, humans + [unlabeled[i] for i in positions.tolist()],
-            np.concatenate([y_humans, labels]),
-            {"pseudo_labels": len(positions), "self_training_round": number})
-        f1 = _holdout_f1(candidate, holdout_texts, y_holdout)
-        rounds.append({"round": number, "model_id": candidate.id, "holdout_f1": f1,
-                       "pseudo_labels": len(positions),
-                       "pseudo_spam": int(labels.sum())})
-        log.info("self-training round %s: model %s, holdout F1 %.4f (best %.4f)", number,
-                 candidate.id, f1, best_f1)
-        if f1 <= best_f1:
-            rounds[-1]["stopped"] = "no better on the holdout set"
-            break
-        best, best_f1 = candidate, f1
+        return train_on(session, job.id, how,
+                        humans + [unlabeled[i] for i in positions.tolist()],
+                        np.concatenate([y_humans, labels]),
+                        {"pseudo_labels": len(positions), "self_training_round": number})
+
+    def score(model: TrainedModel) -> np.ndarray:
+        nonlocal last_scores, scored_by
+        last_scores, scored_by = score_texts(model, unlabeled_texts, 0).p_spam, model.id
+        return last_scores
+
+    last_scores, scored_by = np.zeros(len(unlabeled)), active.id
+    best, rounds = self_train(
+        active, score, fit, lambda model: _holdout_f1(model, holdout_texts, y_holdout),
+        float(y_humans.mean()), settings)
+    for entry in rounds:
+        model = entry.pop("model", active if entry["round"] == 0 else None)
+        if model is not None:
+            entry["model_id"] = model.id
     if best.id != active.id:
         activate_model(session, best.id)
     return {"model_id": best.id, "activated": best.id != active.id, "rounds": rounds,
@@ -88,7 +88,7 @@ def _self_train(session, job: Job) -> dict:
 
 
 @shared_task(name=SELF_TRAIN, base=DbTask, bind=True)
-def self_train(self: DbTask, job_id: int) -> int | None:
+def self_training(self: DbTask, job_id: int) -> int | None:
     """Run the self-training job ``job_id``; returns the best model's id."""
 
     def work(session, job: Job) -> int:

@@ -30,3 +30,22 @@ def test_a_cap_per_class_and_nothing_when_one_class_is_missing():
 def test_settings_are_checked(bad):
     with pytest.raises(ValueError):
         SelfTrainSettings(**bad)
+
+
+def test_rounds_go_on_while_the_holdout_improves():
+    """Models are numbers here: each fit adds one, the holdout F1 peaks at model 2."""
+    from ml.selftrain import self_train
+
+    p = np.array([0.999, 0.001, 0.5])
+    f1 = {0: 0.80, 1: 0.85, 2: 0.90, 3: 0.88}
+    fits = []
+
+    def fit(positions, labels, number):
+        fits.append((positions.tolist(), labels.tolist(), number))
+        return number
+
+    best, rounds = self_train(0, lambda model: p, fit, f1.__getitem__, 0.5,
+                              SelfTrainSettings(rounds=5))
+    assert best == 2 and [r["round"] for r in rounds] == [0, 1, 2, 3]
+    assert rounds[-1]["stopped"] == "no better on the holdout set"
+    assert fits[0] == ([0, 1], [1, 0], 1)
