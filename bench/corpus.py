@@ -104,3 +104,13 @@ def cached_window_vectors(corpus: Corpus, encoder, window: int, log=print
         return pooled
 
     return _cached("window", [encoder.name, window, corpus.ids], compute)
+
+
+def subset(corpus: Corpus, size: int) -> Corpus:
+    """A stratified random subset of about ``size`` messages (for quick checks)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    _, chosen = next(StratifiedKFold(max(2, len(corpus.y) // size), shuffle=True,
+                                     random_state=0).split(corpus.texts, corpus.y))
+    return Corpus([corpus.ids[i] for i in chosen], corpus.folders[chosen],
+                  [corpus.texts[i] for i in chosen], corpus.y[chosen])

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from bench.corpus import EARLY_FOLDERS, LATE_FOLDERS, Corpus, cached_window_vectors, load_corpus
+from bench.corpus import (EARLY_FOLDERS, LATE_FOLDERS, Corpus, cached_window_vectors,
+                          load_corpus, subset)
 from bench.report import write_section
 from core.config import get_settings
 from ml.baseline import train_baseline
@@ -76,10 +77,12 @@ class Fitted:
 class Context:
     """What the kinds share within one run: the corpus, window vectors, the encoder."""
 
-    def __init__(self, corpus: Corpus, mlm_steps: int, tfidf_normalises: bool = True) -> None:
+    def __init__(self, corpus: Corpus, mlm_steps: int, tfidf_normalises: bool = True,
+                 encoder: Encoder | None = None) -> None:
         self.corpus = corpus
         self.tfidf_normalises = tfidf_normalises  # as TF-IDF models do (ml.baseline)
-        self.encoder = Encoder(EncoderConfig(package=PACKAGE, max_length=WINDOW))
+        # ``encoder``: an adapted one (its vectors are cached under its own name)
+        self.encoder = encoder or Encoder(EncoderConfig(package=PACKAGE, max_length=WINDOW))
         self.vectors = cached_window_vectors(corpus, self.encoder, WINDOW)
         self.base_dir = model_directory(PACKAGE)
         self.mlm = MlmSettings(steps=mlm_steps)
@@ -92,9 +95,10 @@ class Context:
         return [self.corpus.texts[i] for i in positions]
 
 
-def _tfidf(ctx: Context, train: np.ndarray, algorithm: str, normalise: bool | None = None
-           ) -> Fitted:
-    y = ctx.corpus.y[train]
+def _tfidf(ctx: Context, train: np.ndarray, algorithm: str, normalise: bool | None = None,
+           y: np.ndarray | None = None) -> Fitted:
+    """``y``: labels other than the corpus's (pseudo-labels), here and below."""
+    y = ctx.corpus.y[train] if y is None else y
     started = time.perf_counter()
     normalise = ctx.tfidf_normalises if normalise is None else normalise
     model, oof, _ = train_baseline(ctx.texts(train), y, algorithm, normalise=normalise)
@@ -104,10 +108,11 @@ def _tfidf(ctx: Context, train: np.ndarray, algorithm: str, normalise: bool | No
                   model.predict_proba, seconds, len(model.weights) + 1, len(blob))
 
 
-def _linear(ctx: Context, train: np.ndarray, pooling: str) -> Fitted:
+def _linear(ctx: Context, train: np.ndarray, pooling: str, y: np.ndarray | None = None
+            ) -> Fitted:
     """Training time: the fit, plus embedding the training texts at the rate measured in
     this run (the vectors themselves come from the cache)."""
-    y = ctx.corpus.y[train]
+    y = ctx.corpus.y[train] if y is None else y
     X = ctx.vectors[pooling]
     started = time.perf_counter()
     probe, oof, _ = train_linear_probe(X[train], y)
@@ -121,13 +126,15 @@ def _linear(ctx: Context, train: np.ndarray, pooling: str) -> Fitted:
                   seconds, X.shape[1] + 1, len(blob))
 
 
-def _hybrid(ctx: Context, train: np.ndarray, text: Fitted, language: Fitted) -> Fitted:
+def _hybrid(ctx: Context, train: np.ndarray, text: Fitted, language: Fitted,
+            y: np.ndarray | None = None) -> Fitted:
     started = time.perf_counter()
-    stacker, oof, _ = train_hybrid(ctx.corpus.y[train], text.p_held_out, language.p_held_out)
+    y = ctx.corpus.y[train] if y is None else y
+    stacker, oof, _ = train_hybrid(y, text.p_held_out, language.p_held_out)
     seconds = time.perf_counter() - started + text.train_seconds + language.train_seconds
     _, blob = stacker.to_artifact()
     return Fitted(
-        oof, ctx.corpus.y[train],
+        oof, y,
         lambda positions: combine(stacker, text.score(positions), language.score(positions)),
         lambda texts: combine(stacker, text.score_texts(texts), language.score_texts(texts)),
         seconds, text.parameters + language.parameters + 3,
@@ -409,7 +416,7 @@ def main() -> None:
         raise SystemExit(f"unknown kinds: {', '.join(sorted(unknown))}")
     corpus = load_corpus()
     if args.sample:
-        corpus = _subset(corpus, args.sample)
+        corpus = subset(corpus, args.sample)
     ctx = Context(corpus, args.mlm_steps)
     common = (f"Input: subject + body text. Linear models read the first {WINDOW} tokens "
               f"(encoder {PACKAGE}, frozen); LoRA reads the first {LoraSettings.max_length} "
@@ -448,13 +455,6 @@ def main() -> None:
         else:
             lines = run_text(ctx, kinds, args.folds, publish)
         publish(lines, done=True)
-
-
-def _subset(corpus: Corpus, size: int) -> Corpus:
-    _, chosen = next(StratifiedKFold(max(2, len(corpus.y) // size), shuffle=True,
-                                     random_state=0).split(corpus.texts, corpus.y))
-    return Corpus([corpus.ids[i] for i in chosen], corpus.folders[chosen],
-                  [corpus.texts[i] for i in chosen], corpus.y[chosen])
 
 
 if __name__ == "__main__":

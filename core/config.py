@@ -177,6 +177,8 @@ class Settings:
     # (their text, verdicts and vectors stay); 0 keeps them forever.
     retention_days: int
     purge_every_seconds: int
+    # TF-IDF models read normalised text (ml.normalise; measured: BENCHMARKS.md).
+    tfidf_normalise: bool
     @property
     def longest_request_wait_ms(self) -> int:
         """How long a request may wait for a worker: 5 s short of the server's timeout."""
@@ -261,6 +263,7 @@ def load_settings() -> Settings:
         adapt_mlm_every_seconds=env_int("ADAPT_MLM_EVERY_SECONDS", 0, minimum=0),
         retention_days=env_int("RETENTION_DAYS", 0, minimum=0),
         purge_every_seconds=env_int("PURGE_EVERY_SECONDS", 24 * 3600, minimum=0),
+        tfidf_normalise=env_bool("TFIDF_NORMALISE", True),
     )
     check_outgoing_requests(settings)
     if not 0 < settings.holdout_share <= 0.5:

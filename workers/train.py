@@ -102,7 +102,8 @@ def _fit(job_id: int, kind: str, texts: list[str], y: np.ndarray, pooling: str |
         return Fitted(kind, *classifier.to_artifact(), oof, params, how.space())
     if kind in (TFIDF_NB, TFIDF_LR):
         _progress(job_id, 0, len(texts), "fitting")
-        classifier, oof, params = train_baseline(texts, y, kind.split("-")[1])
+        classifier, oof, params = train_baseline(texts, y, kind.split("-")[1],
+                                                 normalise=get_settings().tfidf_normalise)
         return Fitted(kind, *classifier.to_artifact(), oof, params)
     raise ValueError(f"cannot train a model of kind {kind!r}")
 

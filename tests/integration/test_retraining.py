@@ -37,6 +37,7 @@ def test_the_first_model_trains_beside_a_holdout_set_it_never_sees(trained):
         model = session.get(TrainedModel, trained)
         assert sorted(held.values()).count(Label.SPAM) == 7 and len(held) == 14
         assert model.train_size == LABELED - 14
+        assert model.params["normalise"] is True  # SPAMSIFT_TFIDF_NORMALISE's default
         assert all(session.get(Email, email_id).label == label
                    for email_id, label in held.items())
 
