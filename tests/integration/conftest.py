@@ -89,3 +89,13 @@ def finished(job_id: int):
     with session_scope() as session:
         job = session.get(Job, job_id)
         return job if job.state not in (JobState.QUEUED, JobState.RUNNING) else None
+
+
+def login(client, username: str, password: str):
+    """Log ``client`` in to the dashboard through the login form."""
+    import re
+
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)[1]
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": token})

@@ -160,3 +160,20 @@ def run_starts(name: str) -> list[float]:
         return [started.timestamp() for started in session.scalars(
             select(ScheduledRun.started_at).where(ScheduledRun.name == name)
             .order_by(ScheduledRun.started_at))]
+
+
+def test_the_schedule_page_lists_each_job_and_its_last_run(trained, client):
+    from core.auth import create_user
+    from core.models import Role
+    from tests.integration.conftest import login
+
+    send(RETRAIN)
+    wait_for(lambda: last_run("retrain"), timeout=60)
+    with session_scope() as session:
+        create_user(session, "victor", "battery staple", Role.VIEWER)
+    login(client, "victor", "battery staple")
+    page = client.get("/schedule").get_data(as_text=True)
+    for name in ("reconcile", "retrain", "reindex", "drift", "refit", "selftrain", "purge"):
+        assert f"<td>{name}</td>" in page
+    assert "not due: 0 new labels" in page and "Run now" not in page  # a viewer's view
+    assert "7 spam and 7 ham emails are set aside" in page

@@ -5,14 +5,13 @@ worker's next verdict follows, and the drift check's alert."""
 from __future__ import annotations
 
 import json
-import re
 
 from sqlalchemy import select
 
 from core.auth import create_user
 from core.db import session_scope
 from core.models import Prediction, Role, ScheduledRun, TrainedModel
-from tests.integration.conftest import LABELED, invoke
+from tests.integration.conftest import LABELED, invoke, login
 from tests.messages import generated_message
 from tests.rows import processed_emails
 from tests.waiting import wait_for
@@ -84,9 +83,6 @@ def test_mail_unlike_the_training_mail_raises_the_drift_alert(trained, settings,
 
     with session_scope() as session:
         create_user(session, "alice", "correct horse", Role.ADMIN)
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)[1]
-    client.post("/login", data={"username": "alice", "password": "correct horse",
-                                "csrf_token": token})
+    login(client, "alice", "correct horse")
     models_page = client.get("/models").get_data(as_text=True)
     assert 'id="drift-alert"' in models_page and "re-fit the thresholds" in models_page
