@@ -61,8 +61,9 @@ def adapt_mlm(wait: bool, timeout: float, **options) -> None:
 def adapt_selftrain(wait: bool, timeout: float, **options) -> None:
     """Self-training from the active model on the unlabeled mail: confident verdicts become
     pseudo-labels (stored as such, never over a person's label), a model of the active kind
-    is trained on them and the labels, round by round while the holdout set says it gets
-    better; the best model is activated."""
+    is trained on them and the labels; a round's model no worse on the holdout set than the
+    best so far becomes the best, and a round that does not improve ends the run; the best
+    model is activated."""
     from workers.client import queue_self_training
 
     job = queue_and_follow(lambda session: queue_self_training(session, options),

@@ -16,7 +16,7 @@ M = TypeVar("M")  # a model, whatever the caller trains
 
 @dataclass(frozen=True)
 class SelfTrainSettings:
-    rounds: int = 3  # at most; a round that does not improve on the holdout set stops it
+    rounds: int = 3  # at most; a round that does not improve on the holdout set ends it
     confidence: float = 0.99  # p(spam) at least this is spam, at most 1 - this is ham
     max_per_class: int = 2000  # pseudo-labels of each class a round may add
 
@@ -56,9 +56,11 @@ def self_train(start: M, score: Callable[[M], np.ndarray],
                spam_share: float, settings: SelfTrainSettings) -> tuple[M, list[dict]]:
     """Rounds of self-training from the model ``start``: ``score(model)`` gives p(spam) of
     the unlabeled mail, ``fit(positions, labels, round)`` trains a model on the human labels
-    and those pseudo-labels, ``judge(model)`` is its F1 on held-out labeled mail. Stops at
-    the first round that does not beat the best so far; returns the best model and what
-    each round did (the worker and the deployment benchmark both run this)."""
+    and those pseudo-labels, ``judge(model)`` is its F1 on held-out labeled mail. Returns
+    the best model and what each round did (the worker and the deployment benchmark both run this). A round's model
+    that is no worse than the best so far becomes the best (it has read the deployment's
+    mail, which the holdout set, labeled mail of old, cannot reward); one that is worse, or
+    no better, ends the run."""
     best, best_f1 = start, judge(start)
     rounds: list[dict] = [{"round": 0, "holdout_f1": best_f1}]
     for number in range(1, settings.rounds + 1):
@@ -70,8 +72,12 @@ def self_train(start: M, score: Callable[[M], np.ndarray],
         f1 = judge(candidate)
         rounds.append({"round": number, "holdout_f1": f1, "pseudo_labels": len(positions),
                        "pseudo_spam": int(labels.sum()), "model": candidate})
-        if f1 <= best_f1:
+        if f1 < best_f1:
+            rounds[-1]["stopped"] = "worse on the holdout set"
+            break
+        improved = f1 > best_f1
+        best, best_f1 = candidate, f1  # no worse, and it has read the deployment's mail
+        if not improved:
             rounds[-1]["stopped"] = "no better on the holdout set"
             break
-        best, best_f1 = candidate, f1
     return best, rounds

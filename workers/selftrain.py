@@ -2,8 +2,8 @@
 
 Each round the best model so far labels the unlabeled mail it is confident about
 (``ml.selftrain``); those pseudo-labels, stored as such in ``pseudo_labels``, join the human
-labels, and a model of the active kind is trained on both. The round's model is kept only if
-it does better than the best so far on the holdout set; the first round that does not stops
+labels, and a model of the active kind is trained on both. A round's model no worse than the
+best so far on the holdout set becomes the best; the first round that does not improve ends
 the run. The best model is activated if it is not the active one. Pseudo-labels only label
 mail no person labeled, and a person's label removes an email's pseudo-label.
 """
@@ -94,7 +94,7 @@ def self_training(self: DbTask, job_id: int) -> int | None:
     def work(session, job: Job) -> int:
         result = _self_train(session, job)
         summary = (f"model {result['model_id']} "
-                   + ("activated" if result["activated"] else "kept: no round did better")
+                   + ("activated" if result["activated"] else "kept: every round did worse")
                    + f" after {len(result['rounds']) - 1} rounds")
         finish(session, job, summary, result, len(result["rounds"]) - 1)
         return result["model_id"]

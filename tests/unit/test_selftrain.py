@@ -47,5 +47,17 @@ def test_rounds_go_on_while_the_holdout_improves():
     best, rounds = self_train(0, lambda model: p, fit, f1.__getitem__, 0.5,
                               SelfTrainSettings(rounds=5))
     assert best == 2 and [r["round"] for r in rounds] == [0, 1, 2, 3]
-    assert rounds[-1]["stopped"] == "no better on the holdout set"
+    assert rounds[-1]["stopped"] == "worse on the holdout set"
     assert fits[0] == ([0, 1], [1, 0], 1)
+
+
+def test_a_round_no_worse_is_kept_and_ends_the_run():
+    """A holdout set every model gets right cannot reward reading the new mail: the first
+    round's model is kept (no worse), and the run ends there."""
+    from ml.selftrain import self_train
+
+    best, rounds = self_train(0, lambda model: np.array([0.999, 0.001]),
+                              lambda positions, labels, number: number, lambda model: 1.0,
+                              0.5, SelfTrainSettings(rounds=5))
+    assert best == 1 and len(rounds) == 2
+    assert rounds[-1]["stopped"] == "no better on the holdout set"
