@@ -158,10 +158,13 @@ def test_the_review_queue_labels_with_the_keyboard(page, live_server, seeded):
     page.click("text=Review")
     rows = page.locator("[data-review-row]")
     assert rows.count() == 2
+    selected = page.locator("[data-review-row].selected")
+    selected.wait_for()  # the keys work once the page's script has started
     page.keyboard.press("j")
-    assert "selected" in rows.nth(1).get_attribute("class")
+    page.locator("[data-review-row]:nth-child(2).selected").wait_for()
     page.keyboard.press("k")
-    assert "selected" in rows.nth(0).get_attribute("class")
+    page.locator("[data-review-row]:nth-child(1).selected").wait_for()
+    assert selected.count() == 1
     first = rows.nth(0).locator("[data-open]").get_attribute("href").rsplit("/", 1)[1]
     page.screenshot(path=str(SCREENSHOTS / "review.png"), full_page=True)
     page.keyboard.press("s")
