@@ -410,7 +410,6 @@ class ScheduledRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     outcome: Mapped[str] = mapped_column(String(20), default="running")  # ok, failed
     message: Mapped[str | None] = mapped_column(Text)
-    detail: Mapped[dict] = mapped_column(JSONB, default=dict)
 
 
 class HoldoutEmail(Base):

@@ -95,19 +95,28 @@ def retrain(self: DbTask, force: bool = False, from_beat: bool = False) -> int |
                          from_beat)
 
 
+def holdout_data(session) -> tuple[list[str], np.ndarray] | None:
+    """The holdout set as model input and the labels it keeps (1 = spam); None before it
+    is made."""
+    held = holdout_emails(session)
+    if not held:
+        return None
+    return (model_texts([email for email, _ in held]),
+            np.array([label == Label.SPAM for _, label in held], dtype=int))
+
+
 def activate_if_not_worse(session, candidate: TrainedModel, guard: dict) -> dict:
     """Judge the holdout set with the candidate and with the model that was active when the
     retrain was queued (the active one now, if that one is gone); activate the candidate if
     it is not worse. Returns what was decided and why, for the job's result."""
     settings = get_settings()
-    held = holdout_emails(session)
-    if not held:
+    held = holdout_data(session)
+    if held is None:
         return {"activated": False, "reason": (
             "kept the active model: there is no holdout set to compare on yet (it is made "
             f"once each class has {needed_per_class(settings)} labels)")}
+    texts, y = held
     active = session.get(TrainedModel, guard["active_model_id"]) or active_model(session)
-    texts = model_texts([email for email, _ in held])
-    y = np.array([label == Label.SPAM for _, label in held], dtype=int)
     comparison = compare(
         y, score_texts(candidate, texts, 0).p_spam, candidate.thresholds["spam"],
         score_texts(active, texts, 0).p_spam, active.thresholds["spam"],

@@ -16,7 +16,7 @@ import numpy as np
 from celery import shared_task
 from sqlalchemy import delete, select
 
-from core.holdout import holdout_emails, not_held_out
+from core.holdout import not_held_out
 from core.models import Email, EmailStatus, Job, Label, PseudoLabel, TrainedModel
 from core.registry import active_model
 from ml.metrics import binary_metrics
@@ -25,7 +25,7 @@ from workers.app import DbTask
 from workers.client import activate_model
 from workers.names import SELF_TRAIN
 from workers.pipeline import model_texts, score_texts
-from workers.retrain import recipe
+from workers.retrain import holdout_data, recipe
 from workers.train import finish, labeled_mail, run_job, train_on
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,11 @@ def _self_train(session, job: Job) -> dict:
     active = active_model(session)
     if active is None:
         raise ValueError("self-training starts from the active model: there is none")
-    held = holdout_emails(session)
-    if not held:
+    held = holdout_data(session)
+    if held is None:
         raise ValueError("self-training measures each round on the holdout set, which is "
                          "not made yet (it needs more labels of each class)")
-    holdout_texts = model_texts([email for email, _ in held])
-    y_holdout = np.array([label == Label.SPAM for _, label in held], dtype=int)
+    holdout_texts, y_holdout = held
     humans, y_humans = labeled_mail(session)
     unlabeled = list(session.scalars(select(Email).where(
         Email.label.is_(None), Email.status.in_((EmailStatus.PARSED, EmailStatus.CLASSIFIED)),

@@ -30,7 +30,6 @@ def upgrade() -> None:
         sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('outcome', sa.String(length=20), nullable=False),
         sa.Column('message', sa.Text(), nullable=True),
-        sa.Column('detail', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_scheduled_runs')),
     )
     op.create_index('ix_scheduled_runs_name_started_at', 'scheduled_runs',

@@ -91,11 +91,18 @@ def finished(job_id: int):
         return job if job.state not in (JobState.QUEUED, JobState.RUNNING) else None
 
 
-def login(client, username: str, password: str):
-    """Log ``client`` in to the dashboard through the login form."""
+def csrf_token(client, path: str = "/login", **kwargs) -> str:
+    """The CSRF token of the form on ``path``."""
     import re
 
-    page = client.get("/login").get_data(as_text=True)
-    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)[1]
+    page = client.get(path, **kwargs).get_data(as_text=True)
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)[1]
+
+
+def login(client, username: str, password: str, address: str | None = None):
+    """Log ``client`` in to the dashboard through the login form (from ``address``, as a
+    trusted proxy would say, when given)."""
+    headers = {"X-Forwarded-For": address} if address else {}
+    token = csrf_token(client, headers=headers)
     return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": token})
+                                       "csrf_token": token}, headers=headers)

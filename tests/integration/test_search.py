@@ -19,7 +19,8 @@ from core.vectors import store_chunks
 from tests.conftest import FIXTURES
 from tests.waiting import wait_for
 from tests.rows import processed_emails
-from tests.integration.test_web import app, bearer, login, people  # noqa: F401 (fixtures)
+from tests.integration.conftest import login
+from tests.integration.test_web import app, bearer, people  # noqa: F401 (fixtures)
 
 SYNTHETIC = "synthetic;pool=cls"
 

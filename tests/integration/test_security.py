@@ -24,6 +24,7 @@ from core.config import SettingError
 from core.db import session_scope
 from core.models import Role
 from tests.conftest import REPO_ROOT
+from tests.integration.conftest import csrf_token, login
 from web import create_app
 
 STRONG_KEY = "k" * 32
@@ -49,18 +50,6 @@ def people(committed):
         alice = create_user(session, "alice", "correct horse", Role.ADMIN)
         create_user(session, "victor", "battery staple", Role.VIEWER)
         return {"ingest": create_api_token(session, alice, "mta", scopes={"ingest"})}
-
-
-def csrf_token(client, path: str = "/login", **kwargs) -> str:
-    page = client.get(path, **kwargs).get_data(as_text=True)
-    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)[1]
-
-
-def login(client, username: str, password: str, address: str | None = None):
-    headers = {"X-Forwarded-For": address} if address else {}
-    token = csrf_token(client, headers=headers)
-    return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": token}, headers=headers)
 
 
 def free_port() -> int:

@@ -185,7 +185,7 @@ print(json.dumps({"code": response.status_code, "location": response.headers.get
 
 def upload_with_broker_down(app, archive: bytes, filename: str) -> int:
     """Log in here, then post the upload from a process whose broker is unreachable."""
-    from tests.integration.test_web import csrf_token, login
+    from tests.integration.conftest import csrf_token, login
 
     client = app.test_client()
     login(client, "alice", "correct horse")

@@ -12,6 +12,7 @@ from core.db import session_scope
 from core.intake import Incoming, store_emails
 from core.models import (Email, Feedback, Job, JobState, Label, Prediction, Role, TrainedModel,
                          Verdict)
+from tests.integration.conftest import csrf_token, login
 from web import create_app
 
 PUBLIC_ENDPOINTS = {"auth.login", "health.healthz", "static"}
@@ -52,17 +53,6 @@ def add_mail(*messages: tuple[str, str, Label | None]) -> list[int]:
 
             apply_parse(email)
         return ids
-
-
-def csrf_token(client, path: str) -> str:
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)[1]
-
-
-def login(client, username: str, password: str):
-    token = csrf_token(client, "/login")
-    return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": token})
 
 
 def test_every_route_but_login_healthz_and_webhooks_refuses_anonymous(app):
