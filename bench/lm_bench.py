@@ -242,19 +242,28 @@ def run_temporal(ctx: Context, kinds) -> list[str]:
             f"{', '.join(LATE_FOLDERS)} ({len(late)} messages).", "", *table(rows)]
 
 
-def run_cv(ctx: Context, kinds, folds: int) -> list[str]:
+def run_cv(ctx: Context, kinds, folds: int, publish: Callable[[list[str]], None]
+           ) -> list[str]:
+    """``publish`` gets the table after each fold (a long run keeps what it measured)."""
     corpus = ctx.corpus
     rows: dict[str, list[dict]] = {}
     adapted_state, adapt_seconds = _adapt_once(ctx, np.arange(len(corpus.y)), kinds)
     splits = StratifiedKFold(folds, shuffle=True, random_state=0).split(corpus.texts, corpus.y)
+
+    def lines(measured: int) -> list[str]:
+        so_far = "" if measured == folds else f" Folds measured so far: {measured} of {folds}."
+        return [f"Stratified {folds}-fold cross-validation; mean ± sd over folds. MLM "
+                f"adaptation read every text of the corpus once, without labels "
+                f"({adapt_seconds:.0f} s, not in the training time), and is shared by the "
+                f"folds.{so_far}", "", *table(rows)]
+
     for fold, (train, test) in enumerate(splits):
         fitted = _fit_with_shared_adaptation(ctx, train, LoraSettings(), kinds, adapted_state)
         for name, fit in fitted.items():
             rows.setdefault(name, []).append(figures(ctx, fit, test))
-        print(f"fold {fold + 1} done", flush=True)
-    return [f"Stratified {folds}-fold cross-validation; mean ± sd over folds. MLM adaptation "
-            f"read every text of the corpus once, without labels ({adapt_seconds:.0f} s, not "
-            "in the training time), and is shared by the folds.", "", *table(rows)]
+        if fold + 1 < folds:
+            publish(lines(fold + 1))
+    return lines(folds)
 
 
 def _adapt_once(ctx: Context, positions: np.ndarray, kinds) -> tuple[dict | None, float]:
@@ -449,7 +458,7 @@ def main() -> None:
         if protocol == "temporal":
             lines = run_temporal(ctx, kinds)
         elif protocol == "cv":
-            lines = run_cv(ctx, kinds, args.folds)
+            lines = run_cv(ctx, kinds, args.folds, publish)
         elif protocol == "fewshot":
             lines = run_fewshot(ctx, kinds, args.draws)
         else:
