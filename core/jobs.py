@@ -36,12 +36,12 @@ def start_job(session: Session, job: Job, total: int | None = None) -> None:
         job.total = total
 
 
-def advance_job(session: Session, job_id: int, done: int) -> None:
+def advance_job(session: Session, job_id: int, done: int) -> bool:
     """Add ``done`` units of progress; the job succeeds when it reaches its total, unless
-    part of it failed."""
+    part of it failed. Returns whether this call made it reach its total."""
     reached = (Job.total.is_not(None)) & (Job.done + done >= Job.total)
     succeeded = reached & (Job.state != JobState.FAILED)
-    session.execute(
+    row = session.execute(
         update(Job)
         .where(Job.id == job_id)
         .values(
@@ -49,7 +49,9 @@ def advance_job(session: Session, job_id: int, done: int) -> None:
             state=case((succeeded, JobState.SUCCEEDED), else_=Job.state),
             finished_at=case((reached, func.clock_timestamp()), else_=Job.finished_at),
         )
-    )
+        .returning(Job.done, Job.total)
+    ).first()
+    return row is not None and row.total is not None and row.done - done < row.total <= row.done
 
 
 def finish_job(session: Session, job: Job, state: JobState, message: str | None = None,

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from core.config import Settings, get_settings
 from core.jobs import create_job, finish_job, uploads_dir
 from core.models import Email, EmailStatus, Job, JobState
+from core import vector_index
 from core.registry import active_model
 from core.thresholds_fit import refit, threshold_health
 from workers.app import DbTask
@@ -150,7 +151,9 @@ def _reconcile(session: Session, older_than_seconds: int, limit: int,
 def reindex(self: DbTask, from_beat: bool = False) -> int | None:
     """Send every email without vectors in the configured vector space (all of them after
     an encoder change) to be indexed, behind every verdict, followed by a "reindex" job;
-    returns how many were sent."""
+    returns how many were sent. Once every email has them (the job's last batch sends this
+    task again), the chunks of spaces nothing reads any more are deleted and the HNSW index
+    is rebuilt concurrently if that emptied much of it (``core.vector_index``)."""
     settings = get_settings()
 
     def body() -> tuple[str, int]:
@@ -159,7 +162,10 @@ def reindex(self: DbTask, from_beat: bool = False) -> int | None:
             Email.status.in_((EmailStatus.PARSED, EmailStatus.CLASSIFIED)),
             Email.indexed_with.is_distinct_from(space)).order_by(Email.id)))
         if not ids:
-            return f"every email has vectors in {space}", 0
+            model = active_model(session)
+            # The active model's space stays: its verdicts cite the nearest labeled emails.
+            keep = {space} | ({model.encoder} if model is not None and model.encoder else set())
+            return f"every email has vectors in {space}; {vector_index.maintain(session, keep)}", 0
         job = create_job(session, "reindex", total=len(ids), params={"space": space})
         session.commit()
         try:

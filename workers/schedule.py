@@ -51,8 +51,9 @@ SCHEDULE = (
                  "worse", lambda s: s.retrain_check_seconds, "SPAMSIFT_RETRAIN_CHECK_SECONDS"),
     ScheduledJob("reindex", REINDEX,
                  "embeds mail that has no vectors in the configured vector space, in batches "
-                 "behind every verdict", lambda s: s.reindex_every_seconds,
-                 "SPAMSIFT_REINDEX_EVERY_SECONDS"),
+                 "behind every verdict; then deletes the vectors of spaces nothing reads and "
+                 "rebuilds the HNSW index concurrently when needed",
+                 lambda s: s.reindex_every_seconds, "SPAMSIFT_REINDEX_EVERY_SECONDS"),
     ScheduledJob("drift", CHECK_DRIFT,
                  "compares the active model's scores on recent mail with those its thresholds "
                  "were chosen on; warns when they drifted apart",

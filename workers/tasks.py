@@ -19,7 +19,7 @@ from core.models import REALTIME_WAITING_SQL, Email, EmailStatus, Job, JobState,
 from workers.app import DbTask
 from workers.client import BrokerUnavailable, send, send_after_commit, waiting_messages
 from workers.names import (BULK, CLASSIFY_EMAIL, CLASSIFY_EMAILS, INDEX_EMAILS, INDEX_PRIORITY,
-                           RESCORE)
+                           REINDEX, RESCORE)
 from workers.pipeline import index, judge
 from workers.runtime import active_model_row
 
@@ -102,9 +102,14 @@ def index_emails(self: DbTask, email_ids: list[int], job_id: int | None = None) 
             .order_by(Email.id)))
         self.session.commit()  # hold nothing, not even a table lock, while embedding
         indexed += index(self.session, emails)
-        if job_id is not None:
-            advance_job(self.session, job_id, len(email_ids[start:start + INDEX_STEP]))
+        finished = job_id is not None and advance_job(
+            self.session, job_id, len(email_ids[start:start + INDEX_STEP]))
         self.session.commit()
+        if finished:  # a reindex job's last batch: retire the old vector spaces now
+            try:
+                send(REINDEX, [])
+            except BrokerUnavailable:
+                pass  # the nightly reindex does it
     return indexed
 
 
