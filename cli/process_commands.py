@@ -23,8 +23,12 @@ from workers.names import QUEUES, REALTIME
 @click.option("--pool", default="prefork", show_default=True,
               type=click.Choice(["prefork", "solo", "threads"]))
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.option("--restart/--no-restart", default=True,
+              help="Start a worker again when it dies (a crash on a broker outage, the "
+                   "out-of-memory killer); --no-restart runs it in this process, for a "
+                   "process manager that restarts it.")
 def worker(queues: str | None, share_realtime: bool, concurrency: int | None, pool: str,
-           loglevel: str) -> None:
+           loglevel: str, restart: bool) -> None:
     """Run Celery workers: one per queue, or one for the queues given with -Q.
 
     Realtime work (webhook verdicts, query embeddings) never waits behind a bulk import or a
@@ -33,9 +37,10 @@ def worker(queues: str | None, share_realtime: bool, concurrency: int | None, po
     options = ["--pool", pool, "--loglevel", loglevel]
     if concurrency:
         options += ["--concurrency", str(concurrency)]
+    # What this command runs under supervision: itself, with the worker in that process.
+    supervised = [sys.executable, "-m", "cli", "worker", "--no-restart", *options]
     if queues is None:
-        spamsift = [sys.executable, "-m", "cli", "worker"]
-        sys.exit(run_together({f"worker-{queue}": spamsift + ["-Q", queue] + options
+        sys.exit(run_together({f"worker-{queue}": supervised + ["-Q", queue]
                                for queue in QUEUES}))
     names = set(queues.split(","))
     unknown = names - set(QUEUES)
@@ -47,6 +52,9 @@ def worker(queues: str | None, share_realtime: bool, concurrency: int | None, po
             f"realtime would share a pool with {', '.join(sorted(names - {REALTIME}))}, and "
             "verdicts would wait behind that work: run a worker per queue (no -Q), or pass "
             "--share-realtime")
+    if restart:
+        shared = ["--share-realtime"] if share_realtime else []
+        sys.exit(run_together({f"worker-{queues}": supervised + ["-Q", queues, *shared]}))
     from workers.app import celery_app
 
     # A node name per process, so several workers on one host never clash.

@@ -49,7 +49,8 @@ def down() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def run(host: str, port: int) -> None:
-    """Serve everything: the web app, one worker per queue, and beat. Ctrl-C stops all.
+    """Serve everything: the web app, one worker per queue, and beat; a process that
+    crashes is started again. Ctrl-C stops all.
 
     Without SPAMSIFT_SECRET_KEY, a random key is made once and kept in var/secret_key."""
     settings = get_settings()
@@ -64,7 +65,7 @@ def run(host: str, port: int) -> None:
         "web": spamsift + ["web", "--host", host, "--port", str(port)],
         # Bulk (imports, re-scoring, indexing) gets a process per core; realtime and training
         # one each.
-        **{f"worker-{queue}": spamsift + ["worker", "-Q", queue, "-c",
+        **{f"worker-{queue}": spamsift + ["worker", "--no-restart", "-Q", queue, "-c",
                                           str(os.cpu_count() or 1) if queue == BULK else "1"]
            for queue in QUEUES},
         "beat": spamsift + ["beat"],

@@ -215,3 +215,33 @@ def test_worker_refuses_to_put_realtime_in_one_pool_with_bulk(committed, tmp_pat
     output = (tmp_path / "out").read_text()
     assert process.returncode == 2
     assert "realtime would share a pool with bulk" in output and "--share-realtime" in output
+
+
+def test_a_worker_whose_celery_process_dies_is_started_again(
+        committed, broker, session_worker_paused, tmp_path):
+    """`spamsift worker -Q bulk`: its Celery process dies all at once (as on the crash in
+    kombu while Redis was down, or the out-of-memory killer); the command starts it again
+    and the queue's work goes on."""
+    import psutil
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import tests.integration.worker_tasks\n")
+    done = f"spamsift-test:done:{uuid.uuid4().hex}"
+    log = tmp_path / "worker.log"
+    process = start_command(["-m", "cli", "worker", "-Q", BULK, "-c", "1"], log,
+                            pythonpath=(site,))
+    try:
+        wait_for(lambda: consumers_of(BULK, other_than=session_worker_paused), 90, log_path=log)
+        (celery_process,) = psutil.Process(process.pid).children()
+        for dying in [celery_process, *celery_process.children(recursive=True)]:
+            dying.kill()
+        wait_for(lambda: [c.pid for c in psutil.Process(process.pid).children()
+                          if c.pid != celery_process.pid], 30, log_path=log)
+        send(tasks.MARK_DONE, [done], queue=BULK)
+        wait_for(lambda: broker.exists(done), 90, log_path=log)
+        assert process.poll() is None
+        assert "exited with -9; starting it again" in log.read_text()
+    finally:
+        stop_command(process)
+        broker.delete(done)
