@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from bench.corpus import (EARLY_FOLDERS, LATE_FOLDERS, cached_vectors, cached_window_vectors,
-                          load_corpus)
+                          load_corpus, temporal_split)
 from bench.report import write_section
 from core.config import get_settings
 from ml.baseline import train_baseline
@@ -124,8 +124,7 @@ def main() -> None:
                                           fitted=fitted))
         print(f"fold {fold + 1} done ({time.perf_counter() - started:.0f} s)", flush=True)
 
-    early = np.flatnonzero(np.isin(corpus.folders, EARLY_FOLDERS))
-    late = np.flatnonzero(np.isin(corpus.folders, LATE_FOLDERS))
+    early, late = temporal_split(corpus)
     fitted = {}
     temporal = {name: fit_and_score(name, corpus, vectors, early, late, fitted=fitted)
                 for name in names}

@@ -49,6 +49,12 @@ def load_corpus() -> Corpus:
     return Corpus(ids, np.array(folders), texts, np.array(y, dtype=int))
 
 
+def temporal_split(corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the 2002 folders (training) and of the later ones (test)."""
+    return (np.flatnonzero(np.isin(corpus.folders, EARLY_FOLDERS)),
+            np.flatnonzero(np.isin(corpus.folders, LATE_FOLDERS)))
+
+
 def _cached(kind: str, key: list, compute) -> dict[str, np.ndarray]:
     """Vectors from var/bench/<kind>-<hash of key>.npz, or ``compute()`` saved there."""
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]

@@ -31,7 +31,7 @@ import time
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from bench.corpus import EARLY_FOLDERS, LATE_FOLDERS, Corpus, load_corpus, subset
+from bench.corpus import Corpus, load_corpus, subset, temporal_split
 from bench.lm_bench import PACKAGE, WINDOW, Context, Fitted, _hybrid, _linear, _tfidf
 from bench.report import write_section
 from core.config import get_settings
@@ -54,8 +54,7 @@ class Deployment:
 
     def __init__(self, corpus: Corpus, seed: int = 0) -> None:
         self.corpus = corpus
-        labeled = np.flatnonzero(np.isin(corpus.folders, EARLY_FOLDERS))
-        own = np.flatnonzero(np.isin(corpus.folders, LATE_FOLDERS))
+        labeled, own = temporal_split(corpus)
         self.adaptation, self.test = train_test_split(
             own, test_size=0.5, stratify=corpus.y[own], random_state=seed)
         self.training, self.holdout = train_test_split(

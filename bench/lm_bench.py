@@ -8,8 +8,9 @@ settings) on the training part of a protocol and scored on mail it never saw:
   on a held-out fifth of the corpus; F1 at p ≥ 0.5 beside F1 at the chosen threshold;
 - cv: stratified 5-fold cross-validation;
 - text: each kind on raw and on normalised text (``ml.normalise``), on the temporal split
-  and (the kinds that train in seconds) in 5-fold cross-validation; and LoRA's window on
-  the temporal split: the first 128, 256 or 512 tokens, or the mean over 128-token windows.
+  and (the kinds that train in seconds) in 5-fold cross-validation;
+- window: LoRA's window on the temporal split: the first 128, 256 or 512 tokens, or the
+  mean over 128-token windows.
 
 Thresholds come from the training part only: out-of-fold scores for TF-IDF, linear and
 hybrid models, the held-out validation part for LoRA. Masked-LM adaptation reads texts
@@ -18,7 +19,7 @@ unlabeled pool, as a deployment has its unlabeled mail; in cross-validation the 
 once, shared by the folds (a deployment adapts to all its stored mail, the mail it will
 judge again included; adapting per fold would cost 5 runs of about 11 minutes).
 
-    python -m bench.lm_bench --protocols temporal,fewshot,cv
+    python -m bench.lm_bench --protocols temporal,fewshot,cv,text,window
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from bench.corpus import (EARLY_FOLDERS, LATE_FOLDERS, Corpus, cached_window_vectors,
-                          load_corpus, subset)
+                          load_corpus, subset, temporal_split)
 from bench.report import write_section
 from core.config import get_settings
 from ml.baseline import train_baseline
@@ -234,8 +235,7 @@ def table(rows: dict[str, list[dict]]) -> list[str]:
 
 def run_temporal(ctx: Context, kinds) -> list[str]:
     corpus = ctx.corpus
-    early = np.flatnonzero(np.isin(corpus.folders, EARLY_FOLDERS))
-    late = np.flatnonzero(np.isin(corpus.folders, LATE_FOLDERS))
+    early, late = temporal_split(corpus)
     fitted = fit_all(ctx, early, LoraSettings(), ctx.texts(early), kinds)
     rows = {name: [figures(ctx, fit, late)] for name, fit in fitted.items()}
     return [f"Train on {', '.join(EARLY_FOLDERS)} (2002, {len(early)} messages), test on "
@@ -315,12 +315,11 @@ LORA_WINDOWS = (256, 512)
 
 def run_text(ctx: Context, kinds, folds: int, publish: Callable[[list[str]], None]
              ) -> list[str]:
-    """Raw against normalised text for each kind (temporal split, and 5-fold for the kinds
-    that train in seconds), then LoRA's window (temporal split). ``publish`` gets the lines
-    so far after each step (a long run keeps what it measured)."""
+    """Raw against normalised text for each kind: on the temporal split, and in 5-fold for
+    the kinds that train in seconds. ``publish`` gets the lines so far after each step (a
+    long run keeps what it measured)."""
     corpus = ctx.corpus
-    early = np.flatnonzero(np.isin(corpus.folders, EARLY_FOLDERS))
-    late = np.flatnonzero(np.isin(corpus.folders, LATE_FOLDERS))
+    early, late = temporal_split(corpus)
     raw = Context(corpus, ctx.mlm.steps, tfidf_normalises=False)
     normalised = Context(Corpus([f"{i}#normalised" for i in corpus.ids], corpus.folders,
                                 [normalise_text(t) for t in corpus.texts], corpus.y),
@@ -332,15 +331,12 @@ def run_text(ctx: Context, kinds, folds: int, publish: Callable[[list[str]], Non
         return ["\"normalised\": URLs, addresses, numbers and tokens of 30+ characters "
                 "replaced by placeholders (`ml/normalise.py`) before training and scoring. "
                 "The last hybrid row is what `spamsift train hybrid` trains now: TF-IDF LR "
-                "on normalised text (`ml/baseline.py` normalises), the encoder on raw text. "
-                "LoRA with the defaults except the window; \"mean over windows\": the "
-                "128-token model scores every 128-token window of the text (at most 8, "
-                "overlap 32) and averages their log-odds, its thresholds chosen on the "
-                "validation part scored the same way.", "",
-                f"### Temporal split: train on {', '.join(EARLY_FOLDERS)} (2002, {len(early)} "
-                f"messages), test on {', '.join(LATE_FOLDERS)} ({len(late)} messages)", "",
-                *table(temporal), "", f"### Stratified {folds}-fold cross-validation, the "
-                "kinds that train in seconds (mean ± sd over folds)", "", *table(crossed)]
+                "on normalised text (`ml/baseline.py` normalises), the encoder on raw text.",
+                "", f"### Temporal split: train on {', '.join(EARLY_FOLDERS)} (2002, "
+                f"{len(early)} messages), test on {', '.join(LATE_FOLDERS)} ({len(late)} "
+                "messages)", "", *table(temporal), "", f"### Stratified {folds}-fold "
+                "cross-validation, the kinds that train in seconds (mean ± sd over folds)", "",
+                *table(crossed)]
 
     def fit_variants(train: np.ndarray) -> dict[str, tuple[Context, Fitted]]:
         fitted = {}
@@ -364,16 +360,35 @@ def run_text(ctx: Context, kinds, folds: int, publish: Callable[[list[str]], Non
     publish(lines())
     if "LoRA" in kinds:
         for context, suffix in ((raw, ""), (normalised, ", normalised")):
-            first, windows = _lora_and_windows(context, early)
-            temporal[f"LoRA (first 128 tokens{suffix})"] = [figures(context, first, late)]
-            if not suffix:
-                temporal["LoRA (mean over 128-token windows)"] = [
-                    figures(context, windows, late)]
+            fit = _lora(context, early, LoraSettings())
+            temporal[f"LoRA{suffix}"] = [figures(context, fit, late)]
             publish(lines())
-        for window in LORA_WINDOWS:
-            fit = _lora(raw, early, LoraSettings(max_length=window))
-            temporal[f"LoRA (first {window} tokens)"] = [figures(raw, fit, late)]
-            publish(lines())
+    return lines()
+
+
+def run_window(ctx: Context, publish: Callable[[list[str]], None]) -> list[str]:
+    """LoRA's classification window on the temporal split: the first 128, 256 or 512 tokens,
+    or the mean over 128-token windows. ``publish`` gets the lines after each row."""
+    corpus = ctx.corpus
+    early, late = temporal_split(corpus)
+    rows: dict[str, list[dict]] = {}
+
+    def lines() -> list[str]:
+        return ["LoRA with the defaults except the window. \"Mean over windows\": the "
+                "128-token model scores every 128-token window of the text (at most 8, "
+                "overlap 32) and averages their log-odds, its thresholds chosen on the "
+                "validation part scored the same way.", "",
+                f"Train on {', '.join(EARLY_FOLDERS)} (2002, {len(early)} messages), test on "
+                f"{', '.join(LATE_FOLDERS)} ({len(late)} messages).", "", *table(rows)]
+
+    first, windows = _lora_and_windows(ctx, early)
+    rows["LoRA (first 128 tokens)"] = [figures(ctx, first, late)]
+    rows["LoRA (mean over 128-token windows)"] = [figures(ctx, windows, late)]
+    publish(lines())
+    for window in LORA_WINDOWS:
+        fit = _lora(ctx, early, LoraSettings(max_length=window))
+        rows[f"LoRA (first {window} tokens)"] = [figures(ctx, fit, late)]
+        publish(lines())
     return lines()
 
 
@@ -409,7 +424,7 @@ def _lora_and_windows(ctx: Context, train: np.ndarray) -> tuple[Fitted, Fitted]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--protocols", default="temporal,fewshot,cv,text")
+    parser.add_argument("--protocols", default="temporal,fewshot,cv,text,window")
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help="comma-separated, among: " + ", ".join(KINDS))
     parser.add_argument("--folds", type=int, default=5)
@@ -440,7 +455,8 @@ def main() -> None:
     for protocol in args.protocols.split(","):
         started = time.perf_counter()
         titles = {"temporal": "temporal split", "cv": "cross-validation",
-                  "fewshot": "few labels", "text": "text normalisation and window"}
+                  "fewshot": "few labels", "text": "text normalisation",
+                  "window": "LoRA's window"}
         if protocol not in titles:
             raise SystemExit(f"unknown protocol {protocol!r}")
 
@@ -461,8 +477,10 @@ def main() -> None:
             lines = run_cv(ctx, kinds, args.folds, publish)
         elif protocol == "fewshot":
             lines = run_fewshot(ctx, kinds, args.draws)
-        else:
+        elif protocol == "text":
             lines = run_text(ctx, kinds, args.folds, publish)
+        else:
+            lines = run_window(ctx, publish)
         publish(lines, done=True)
 
 
