@@ -1,6 +1,7 @@
 # spamsift: `make run` serves everything, `make test` runs the whole suite.
 # Both create .venv and install into it; nothing outside .venv and ./var is touched except
-# by scripts/system-deps.sh (test only: pgvector for the local PostgreSQL, chromium).
+# by scripts/system-deps.sh (test only: pgvector for the local PostgreSQL, chromium,
+# docker-compose).
 
 PYTHON ?= python3.11
 VENV := .venv

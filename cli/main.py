@@ -12,6 +12,7 @@ from cli.adapt_command import adapt
 from cli.ask_command import ask_command
 from cli.bench_command import bench_command
 from cli.db_commands import db
+from cli.health_command import health
 from cli.import_command import import_command
 from cli.job_commands import jobs
 from cli.process_commands import beat, web, worker
@@ -45,5 +46,5 @@ def cli() -> None:
 
 for command in (up, down, run, db, import_command, sample, train, adapt, models, jobs, evaluate,
                 classify, search_command, ask_command, bench_command, users, tokens, worker,
-                beat, web, schedule):
+                beat, web, schedule, health):
     cli.add_command(command)

@@ -69,8 +69,9 @@ def beat(loglevel: str) -> None:
     reindex)."""
     from core.config import get_settings
     from workers.app import celery_app
+    from workers.schedule import beat_schedule_file
 
-    schedule_file = get_settings().var_dir / "celerybeat-schedule"
+    schedule_file = beat_schedule_file(get_settings())
     schedule_file.parent.mkdir(parents=True, exist_ok=True)
     celery_app.start(["beat", "--loglevel", loglevel, "--schedule", str(schedule_file)])
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the test suite needs on a Debian machine with the local PostgreSQL server:
-# pgvector built for that server (Debian bookworm has no package), and Chromium for browser
-# tests. Idempotent: each step is skipped when its result is already there.
+# pgvector built for that server (Debian bookworm has no package), Chromium for browser
+# tests, and docker-compose to validate docker-compose.yml. Idempotent: each step is skipped
+# when its result is already there.
 set -euo pipefail
 
 log() { printf 'system-deps: %s\n' "$*"; }
@@ -56,4 +57,10 @@ if ! command -v chromium >/dev/null 2>&1; then
   log "installing chromium for browser tests"
   apt_update
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+if ! command -v docker-compose >/dev/null 2>&1; then
+  log "installing docker-compose to validate docker-compose.yml (no Docker engine is needed)"
+  apt_update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
 fi

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import delete, func, select, update
@@ -76,6 +77,11 @@ SCHEDULE = (
                  "SPAMSIFT_PURGE_EVERY_SECONDS"),
 )
 JOBS = {job.name: job for job in SCHEDULE}
+
+
+def beat_schedule_file(settings: Settings) -> Path:
+    """Where beat keeps its schedule; beat writes it every few minutes while it runs."""
+    return settings.var_dir / "celerybeat-schedule"
 
 
 def beat_schedule(settings: Settings) -> dict:

@@ -14,6 +14,9 @@ import pytest
 from core.auth import create_api_token, create_user
 from core.db import session_scope
 from core.models import Role
+from tests.conftest import REPO_ROOT
+from tests.processes import start_command, stop_command
+from tests.waiting import wait_for
 from web import create_app
 
 PROBE = """
@@ -89,3 +92,36 @@ def test_service_down_is_503(engine, setting):
     assert body[failed]["ok"] is False and body[failed]["error"]
     other = "broker" if failed == "database" else "database"
     assert body[other]["ok"] is True
+
+
+def spamsift_health(*args: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", "health", *args],
+                          env=dict(os.environ, **env), capture_output=True, text=True,
+                          timeout=60, cwd=REPO_ROOT)
+
+
+def test_the_health_command_fails_with_a_service_down(engine):
+    result = spamsift_health(SPAMSIFT_BROKER_URL="redis://127.0.0.1:1/0")
+    assert result.returncode == 1 and result.stdout.startswith("broker: ")
+    assert spamsift_health().returncode == 0
+
+
+def test_the_health_command_sees_this_hosts_worker_and_beat(engine, broker, session_worker_paused,
+                                                            tmp_path):
+    """What the compose file's healthchecks run: a worker on this host for the queue, and
+    beat writing its schedule."""
+    env = {"SPAMSIFT_VAR_DIR": str(tmp_path / "var")}
+    assert "no worker on this host consumes the training queue" in spamsift_health(
+        "--worker", "training").stdout
+    assert "beat has not written its schedule yet" in spamsift_health("--beat", **env).stdout
+    worker = start_command(["-m", "cli", "worker", "-Q", "training", "-c", "1"],
+                           tmp_path / "worker.log")
+    beat = start_command(["-m", "cli", "beat"], tmp_path / "beat.log", VAR_DIR=tmp_path / "var")
+    try:
+        wait_for(lambda: spamsift_health("--worker", "training").returncode == 0, 90,
+                 log_path=tmp_path / "worker.log")
+        wait_for(lambda: spamsift_health("--beat", **env).returncode == 0, 60,
+                 log_path=tmp_path / "beat.log")
+    finally:
+        stop_command(worker)
+        stop_command(beat)
