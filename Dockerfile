@@ -9,7 +9,8 @@ COPY web web
 COPY cli cli
 COPY migrations migrations
 RUN pip install --no-cache-dir '.[ml]'
-RUN useradd --create-home spamsift
+RUN useradd --create-home spamsift && mkdir /home/spamsift/metrics \
+    && chown spamsift /home/spamsift/metrics
 USER spamsift
 ENV SPAMSIFT_VAR_DIR=/home/spamsift/var
 # No secret key in the image: give SPAMSIFT_SECRET_KEY (32+ random bytes) at run time; the

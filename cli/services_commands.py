@@ -9,7 +9,7 @@ from dataclasses import replace
 import click
 
 from cli.supervise import run_together
-from core import migrate, services
+from core import metrics, migrate, services
 from core.config import get_settings
 from core.secret_key import ensure_secret_key_file, flask_secret_key
 from workers.names import BULK, QUEUES
@@ -59,6 +59,7 @@ def run(host: str, port: int) -> None:
     environment = {**os.environ, "SPAMSIFT_SECRET_KEY": key}  # for every process started here
     services.database_url(settings)
     services.broker_url(settings)
+    metrics.clear()  # counters start again with the processes that write them
     spamsift = [sys.executable, "-m", "cli"]
     # A worker per queue, so a verdict never waits behind a bulk import or a training run.
     commands = {

@@ -74,6 +74,8 @@ class Settings:
     database_url: str
     broker_url: str
     var_dir: Path
+    # Where each process writes its Prometheus samples (None: var_dir/metrics).
+    metrics_dir: Path | None
     # Mail limits.
     max_message_bytes: int
     model_text_chars: int
@@ -191,6 +193,7 @@ def load_settings() -> Settings:
         database_url=env_str("DATABASE_URL"),
         broker_url=env_str("BROKER_URL"),
         var_dir=Path(env_str("VAR_DIR", "var")).resolve(),
+        metrics_dir=Path(env_str("METRICS_DIR")).resolve() if env_str("METRICS_DIR") else None,
         max_message_bytes=env_int("MAX_MESSAGE_BYTES", 30 * 1024 * 1024, minimum=1024),
         model_text_chars=env_int("MODEL_TEXT_CHARS", 20_000, minimum=100),
         import_batch_size=env_int("IMPORT_BATCH_SIZE", 500, minimum=1),

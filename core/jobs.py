@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import case, func, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from core.config import get_settings
+from core.db import after_commit
+from core.metrics import metrics
 from core.models import Job, JobState
 
 
@@ -51,7 +53,12 @@ def advance_job(session: Session, job_id: int, done: int) -> bool:
         )
         .returning(Job.done, Job.total)
     ).first()
-    return row is not None and row.total is not None and row.done - done < row.total <= row.done
+    reached_now = (row is not None and row.total is not None
+                   and row.done - done < row.total <= row.done)
+    if reached_now:
+        kind, state = session.execute(select(Job.kind, Job.state).where(Job.id == job_id)).one()
+        _count_after_commit(session, kind, state)
+    return reached_now
 
 
 def finish_job(session: Session, job: Job, state: JobState, message: str | None = None,
@@ -60,3 +67,9 @@ def finish_job(session: Session, job: Job, state: JobState, message: str | None 
     job.message = message
     job.result = result or job.result
     job.finished_at = func.clock_timestamp()
+    if state not in (JobState.QUEUED, JobState.RUNNING):
+        _count_after_commit(session, job.kind, state)
+
+
+def _count_after_commit(session: Session, kind: str, state: JobState) -> None:
+    after_commit(session, lambda: metrics().jobs.labels(kind, JobState(state).value).inc())

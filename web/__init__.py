@@ -65,6 +65,8 @@ def create_app(config: dict | None = None) -> Flask:
     from web.auth import load_user
     from web.dashboard import blueprint as dashboard_blueprint
     from web.health import blueprint as health_blueprint
+    from web.metrics import blueprint as metrics_blueprint
+    from web.metrics import count_requests
     from web.webhooks import blueprint as webhooks_blueprint
     import web.api
 
@@ -77,6 +79,8 @@ def create_app(config: dict | None = None) -> Flask:
     web.api.register(api)
 
     app.register_blueprint(health_blueprint)
+    app.register_blueprint(metrics_blueprint)
+    count_requests(app)
     app.register_blueprint(auth_blueprint)
     app.register_blueprint(dashboard_blueprint)
     # Webhooks authenticate by the provider's signature, the API by bearer token: no CSRF.

@@ -49,13 +49,23 @@ def healthz():
 def details():
     """Database, broker and workers per queue, for a client on this machine (behind a proxy
     on this machine set SPAMSIFT_TRUSTED_PROXIES) or a token or session with read scope."""
-    if not _from_this_machine():
-        from web.auth import api_user
-
-        user = api_user()
-        if user is None:
-            return jsonify(error="authentication required: an API bearer token"), 401
-        if not user.allows(Scope.READ):
-            return jsonify(error="this report needs the read scope"), 403
+    refused = local_or_read_scope()
+    if refused is not None:
+        return refused
     body, code = report()
     return jsonify(body), code
+
+
+def local_or_read_scope():
+    """None for a client on this machine or one with a read-scoped token or session; else
+    the refusal (401 or 403) to answer with."""
+    if _from_this_machine():
+        return None
+    from web.auth import api_user
+
+    user = api_user()
+    if user is None:
+        return jsonify(error="authentication required: an API bearer token"), 401
+    if not user.allows(Scope.READ):
+        return jsonify(error="this needs the read scope"), 403
+    return None

@@ -87,6 +87,8 @@ celery_app = Celery("spamsift", task_cls=GuardedTask,
                              "workers.scheduled_learning"])
 celery_app.add_defaults(_celery_config)  # a callable: evaluated when first needed
 
+import workers.observe  # noqa: E402,F401  (task metrics, by Celery's signals)
+
 
 @worker_process_init.connect
 def _warm_up(**_) -> None:

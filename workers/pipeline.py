@@ -26,7 +26,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core.config import get_settings
+from core.db import after_commit
 from core.mail import parse_email, text_for_model
+from core.metrics import metrics
 from core.models import REALTIME_SOURCES, Email, EmailStatus, Prediction, TrainedModel, Verdict
 from core.search import SearchFilter, vector_search
 from core.vectors import store_chunks
@@ -246,10 +248,22 @@ def _insert_predictions(session: Session, model: TrainedModel, emails: list[Emai
                      "verdict": Verdict(thresholds.verdict(float(p))),
                      "thresholds": thresholds.to_dict(), "evidence": reasons,
                      "latency_ms": round(elapsed_ms, 2)})
-    return dict(session.execute(
+    inserted = dict(session.execute(
         insert(Prediction).values(rows)
         .on_conflict_do_nothing(index_elements=["email_id", "model_id"])
         .returning(Prediction.email_id, Prediction.id)).all())
+    made = [row["verdict"].value for row in rows if row["email_id"] in inserted]
+    labels = (model.kind, str(model.id))
+    after_commit(session, lambda: _count_verdicts(labels, made, elapsed_ms / 1000))
+    return inserted
+
+
+def _count_verdicts(model_labels: tuple[str, str], verdicts: list[str],
+                    seconds_each: float) -> None:
+    recorded = metrics()
+    for verdict in verdicts:
+        recorded.verdicts.labels(verdict, *model_labels).inc()
+        recorded.classification_seconds.observe(seconds_each)
 
 
 def _predictions_of(session: Session, model_id: int, email_ids: list[int]) -> dict[int, int]:

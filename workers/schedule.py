@@ -19,8 +19,9 @@ from typing import TypeVar
 from sqlalchemy import delete, func, select, update
 
 from core.config import Settings
-from core.db import session_scope
+from core.db import after_commit, session_scope
 from core.locks import exclusive
+from core.metrics import metrics
 from core.models import ScheduledRun
 from workers.names import (CHECK_DRIFT, PURGE_RAW, RECONCILE, REFIT_THRESHOLDS, REINDEX,
                            RETRAIN, SCHEDULED_ADAPTATION, SCHEDULED_SELF_TRAINING)
@@ -132,6 +133,8 @@ def _finish(run_id: int, outcome: str, message: str) -> None:
         run = session.get(ScheduledRun, run_id)
         run.outcome, run.message = outcome, message[:2000]
         run.finished_at = func.clock_timestamp()
+        name = run.name
+        after_commit(session, lambda: metrics().scheduled_runs.labels(name, outcome).inc())
         kept = (select(ScheduledRun.id).where(ScheduledRun.name == run.name)
                 .order_by(ScheduledRun.started_at.desc()).limit(RUNS_KEPT))
         session.execute(delete(ScheduledRun).where(ScheduledRun.name == run.name,

@@ -106,3 +106,16 @@ def login(client, username: str, password: str, address: str | None = None):
     token = csrf_token(client, headers=headers)
     return client.post("/login", data={"username": username, "password": password,
                                        "csrf_token": token}, headers=headers)
+
+
+@pytest.fixture
+def tokens(committed):
+    """An admin's API tokens, one per scope: {"read": …, "ingest": …}."""
+    from core.auth import create_api_token, create_user
+    from core.db import session_scope
+    from core.models import Role
+
+    with session_scope() as session:
+        user = create_user(session, "ops", "a-long-password", Role.ADMIN)
+        return {scope: create_api_token(session, user, scope, scopes={scope})
+                for scope in ("read", "ingest")}

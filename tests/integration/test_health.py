@@ -11,9 +11,6 @@ import time
 
 import pytest
 
-from core.auth import create_api_token, create_user
-from core.db import session_scope
-from core.models import Role
 from tests.conftest import REPO_ROOT
 from tests.processes import start_command, stop_command
 from tests.waiting import wait_for
@@ -36,14 +33,6 @@ def details_with(**env) -> tuple[int, dict]:
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout.strip().splitlines()[-1])
     return reply["code"], reply["body"]
-
-
-@pytest.fixture
-def tokens(committed):
-    with session_scope() as session:
-        user = create_user(session, "ops", "a-long-password", Role.ADMIN)
-        return {scope: create_api_token(session, user, scope, scopes={scope})
-                for scope in ("read", "ingest")}
 
 
 def test_liveness_is_public_and_never_waits_for_workers(engine, celery_worker):

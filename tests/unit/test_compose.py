@@ -94,3 +94,9 @@ def mounted(service: dict) -> set[str]:
     """Where named volumes are mounted (``name:target[:mode]`` or the long form)."""
     return {v["target"] if isinstance(v, dict) else v.split(":")[1]
             for v in service.get("volumes", [])}
+
+
+def test_every_spamsift_service_writes_metrics_where_the_web_reads_them(stack):
+    for name, service in stack.items():
+        if "build" in service:
+            assert service["environment"]["SPAMSIFT_METRICS_DIR"] in mounted(service), name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from flask import jsonify, request
+from flask import g, jsonify, request
 from sqlalchemy.exc import DBAPIError
 
 from core.config import get_settings
@@ -47,6 +47,7 @@ def error(status: int, message: str, **headers):
 
 def retry_later(message: str):
     """503 with Retry-After: every provider retries it."""
+    g.webhook_outcome = "retry_later"
     return error(503, f"{message}; retry later", **{"Retry-After": "30"})
 
 
@@ -72,6 +73,7 @@ def accept(raw: bytes, source: str, codes: Codes, content_digest: bytes | None =
         return _refuse(claim, retry_later("database unavailable"))
     body = {"id": stored.email_id, "duplicate": not stored.created, "status": "accepted",
             "status_url": f"/api/emails/{stored.email_id}"}
+    g.webhook_outcome = "accepted" if stored.created else "duplicate"
     prediction = _wait_for_verdict(stored.email_id, request.args.get("wait"))
     if prediction is None:
         return jsonify(body), codes.accepted
