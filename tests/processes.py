@@ -3,6 +3,7 @@ operator's supervisor runs them: started with added settings, stopped, or killed
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -50,3 +51,16 @@ def kill_command(process: subprocess.Popen) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     wait_for(lambda: not group_alive(process), 10)
+
+
+def json_lines(output: str) -> list[dict]:
+    """The JSON log lines in a process's output (``core.logs``); other lines are skipped."""
+    lines = []
+    for line in output.splitlines():
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            lines.append(parsed)
+    return lines

@@ -67,9 +67,11 @@ def create_app(config: dict | None = None) -> Flask:
     from web.health import blueprint as health_blueprint
     from web.metrics import blueprint as metrics_blueprint
     from web.metrics import count_requests
+    from web.request_ids import track_request_ids
     from web.webhooks import blueprint as webhooks_blueprint
     import web.api
 
+    track_request_ids(app)  # first: every later hook and view logs under the id
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
