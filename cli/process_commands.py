@@ -23,12 +23,15 @@ from workers.names import QUEUES, REALTIME
 @click.option("--pool", default="prefork", show_default=True,
               type=click.Choice(["prefork", "solo", "threads"]))
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.option("--hostname", "-n", default=None,
+              help="The worker's node name, NAME@HOST (default: spamsift-<pid>@<this host>; "
+                   "with one worker per queue, the queue's name is added to NAME).")
 @click.option("--restart/--no-restart", default=True,
               help="Start a worker again when it dies (a crash on a broker outage, the "
                    "out-of-memory killer); --no-restart runs it in this process, for a "
                    "process manager that restarts it.")
 def worker(queues: str | None, share_realtime: bool, concurrency: int | None, pool: str,
-           loglevel: str, restart: bool) -> None:
+           loglevel: str, hostname: str | None, restart: bool) -> None:
     """Run Celery workers: one per queue, or one for the queues given with -Q.
 
     Realtime work (webhook verdicts, query embeddings) never waits behind a bulk import or a
@@ -40,8 +43,8 @@ def worker(queues: str | None, share_realtime: bool, concurrency: int | None, po
     # What this command runs under supervision: itself, with the worker in that process.
     supervised = [sys.executable, "-m", "cli", "worker", "--no-restart", *options]
     if queues is None:
-        sys.exit(run_together({f"worker-{queue}": supervised + ["-Q", queue]
-                               for queue in QUEUES}))
+        sys.exit(run_together({f"worker-{queue}": supervised + ["-Q", queue, *_named(
+            hostname, queue)] for queue in QUEUES}))
     names = set(queues.split(","))
     unknown = names - set(QUEUES)
     if unknown:
@@ -54,12 +57,23 @@ def worker(queues: str | None, share_realtime: bool, concurrency: int | None, po
             "--share-realtime")
     if restart:
         shared = ["--share-realtime"] if share_realtime else []
-        sys.exit(run_together({f"worker-{queues}": supervised + ["-Q", queues, *shared]}))
+        sys.exit(run_together({f"worker-{queues}": supervised + [
+            "-Q", queues, *shared, *_named(hostname)]}))
     from workers.app import celery_app
 
     # A node name per process, so several workers on one host never clash.
     celery_app.worker_main(["worker", "-Q", queues, *options,
-                            "--hostname", f"spamsift-{os.getpid()}@%h"])
+                            "--hostname", hostname or f"spamsift-{os.getpid()}@%h"])
+
+
+def _named(hostname: str | None, queue: str | None = None) -> list[str]:
+    """The --hostname option to pass on (one per queue: NAME-QUEUE@HOST)."""
+    if hostname is None:
+        return []
+    if queue is not None:
+        name, _, host = hostname.partition("@")
+        hostname = f"{name}-{queue}@{host}" if host else f"{name}-{queue}"
+    return ["--hostname", hostname]
 
 
 @click.command()
