@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from core.config import get_settings
 from core.db import after_commit
-from core.metrics import metrics
+from core.metrics import count
 from core.models import Job, JobState
 
 
@@ -72,4 +72,4 @@ def finish_job(session: Session, job: Job, state: JobState, message: str | None 
 
 
 def _count_after_commit(session: Session, kind: str, state: JobState) -> None:
-    after_commit(session, lambda: metrics().jobs.labels(kind, JobState(state).value).inc())
+    after_commit(session, lambda: count(lambda m: m.jobs.labels(kind, JobState(state).value).inc()))

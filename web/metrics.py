@@ -11,7 +11,7 @@ import time
 
 from flask import Blueprint, Flask, Response, g, request
 
-from core.metrics import exposition, metrics
+from core.metrics import count, exposition
 from web.health import local_or_read_scope
 
 blueprint = Blueprint("metrics", __name__)
@@ -70,10 +70,13 @@ def count_requests(app: Flask) -> None:
     @app.after_request
     def counted(response):
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        recorded = metrics()
-        recorded.requests.labels(route, request.method, str(response.status_code)).inc()
-        if "request_started" in g:
-            recorded.request_seconds.labels(route).observe(
-                time.perf_counter() - g.request_started)
+        seconds = time.perf_counter() - g.request_started if "request_started" in g else None
+
+        def record(m) -> None:
+            m.requests.labels(route, request.method, str(response.status_code)).inc()
+            if seconds is not None:
+                m.request_seconds.labels(route).observe(seconds)
+
+        count(record)
         return response
 

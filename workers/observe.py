@@ -11,7 +11,7 @@ from celery.signals import (before_task_publish, setup_logging, task_failure, ta
 
 from core import logs
 from core.config import get_settings
-from core.metrics import metrics
+from core.metrics import count
 
 REQUEST_ID = "request_id"  # the message header
 _started: dict[str, float] = {}  # task id → when it started, in this process
@@ -40,18 +40,22 @@ def _task_started(task_id=None, task=None, **_) -> None:
 @task_postrun.connect
 def _task_finished(task_id=None, task=None, state=None, **_) -> None:
     started = _started.pop(task_id, None)
-    recorded = metrics()
-    if started is not None:
-        recorded.task_seconds.labels(task.name).observe(time.perf_counter() - started)
-    if state == "SUCCESS":
-        recorded.tasks.labels(task.name, "succeeded").inc()
+    seconds = time.perf_counter() - started if started is not None else None
+
+    def record(m) -> None:
+        if seconds is not None:
+            m.task_seconds.labels(task.name).observe(seconds)
+        if state == "SUCCESS":
+            m.tasks.labels(task.name, "succeeded").inc()
+
+    count(record)
 
 
 @task_failure.connect
 def _task_failed(sender=None, **_) -> None:
-    metrics().tasks.labels(sender.name, "failed").inc()
+    count(lambda m: m.tasks.labels(sender.name, "failed").inc())
 
 
 @task_retry.connect
 def _task_retried(sender=None, **_) -> None:
-    metrics().tasks.labels(sender.name, "retried").inc()
+    count(lambda m: m.tasks.labels(sender.name, "retried").inc())

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from core.config import get_settings
 from core.db import after_commit
 from core.mail import parse_email, text_for_model
-from core.metrics import metrics
+from core.metrics import count
 from core.models import REALTIME_SOURCES, Email, EmailStatus, Prediction, TrainedModel, Verdict
 from core.search import SearchFilter, vector_search
 from core.vectors import store_chunks
@@ -260,10 +260,12 @@ def _insert_predictions(session: Session, model: TrainedModel, emails: list[Emai
 
 def _count_verdicts(model_labels: tuple[str, str], verdicts: list[str],
                     seconds_each: float) -> None:
-    recorded = metrics()
-    for verdict in verdicts:
-        recorded.verdicts.labels(verdict, *model_labels).inc()
-        recorded.classification_seconds.observe(seconds_each)
+    def record(m) -> None:
+        for verdict in verdicts:
+            m.verdicts.labels(verdict, *model_labels).inc()
+            m.classification_seconds.observe(seconds_each)
+
+    count(record)
 
 
 def _predictions_of(session: Session, model_id: int, email_ids: list[int]) -> dict[int, int]:

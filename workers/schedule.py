@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select, update
 from core.config import Settings
 from core.db import after_commit, session_scope
 from core.locks import exclusive
-from core.metrics import metrics
+from core.metrics import count
 from core.models import ScheduledRun
 from workers.names import (CHECK_DRIFT, PURGE_RAW, RECONCILE, REFIT_THRESHOLDS, REINDEX,
                            RETRAIN, SCHEDULED_ADAPTATION, SCHEDULED_SELF_TRAINING)
@@ -134,7 +134,7 @@ def _finish(run_id: int, outcome: str, message: str) -> None:
         run.outcome, run.message = outcome, message[:2000]
         run.finished_at = func.clock_timestamp()
         name = run.name
-        after_commit(session, lambda: metrics().scheduled_runs.labels(name, outcome).inc())
+        after_commit(session, lambda: count(lambda m: m.scheduled_runs.labels(name, outcome).inc()))
         kept = (select(ScheduledRun.id).where(ScheduledRun.name == run.name)
                 .order_by(ScheduledRun.started_at.desc()).limit(RUNS_KEPT))
         session.execute(delete(ScheduledRun).where(ScheduledRun.name == run.name,

@@ -8,7 +8,7 @@ that provider understands.
 from flask import Blueprint, g, request
 
 from core.config import get_settings
-from core.metrics import metrics
+from core.metrics import count
 from web.extensions import limiter
 
 blueprint = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -23,7 +23,7 @@ def count_delivery(response):
     provider = request.path.split("/")[2] if request.url_rule is not None else "unknown"
     outcome = g.get("webhook_outcome") or ("refused" if response.status_code >= 400
                                            else "accepted")
-    metrics().webhooks.labels(provider, outcome).inc()
+    count(lambda m: m.webhooks.labels(provider, outcome).inc())
     return response
 
 from web.webhooks import routes  # noqa: E402,F401  (registers the routes)
