@@ -43,7 +43,9 @@ def formatter(log_format: str) -> logging.Formatter:
 def configure(level: str, log_format: str) -> None:
     """Route every logger of this process to stderr in ``log_format`` ("json" or
     "console")."""
-    handler = logging.StreamHandler(sys.stderr)
+    # The stream the process started with: a caller that swaps sys.stderr for a while (as
+    # click's test runner does) keeps other threads' lines out of what it captures.
+    handler = logging.StreamHandler(sys.__stderr__ or sys.stderr)
     handler.setFormatter(formatter(log_format))
     handler.spamsift = True
     root = logging.getLogger()
