@@ -9,7 +9,9 @@ test part:
 - MLM: the encoder adapted by masked-LM training to the 2002 and adaptation-part texts
   (``ml.mlm``, unlabeled), the model trained on its vectors;
 - self-training: ``ml.selftrain.self_train`` over the adaptation part, judged on a holdout
-  set of the 2002 labels, as ``spamsift adapt selftrain`` runs it;
+  set of the 2002 labels, as ``spamsift adapt selftrain`` runs it (pseudo-labels at the
+  spam share the model estimates on the deployment's mail, the default; and at the labeled
+  mail's share);
 - MLM + self-training;
 - active learning: n adaptation-part emails labeled (their folder's label stands in for the
   person) chosen by the review queue (``ml.active.choose``) or at random, added to the
@@ -91,7 +93,9 @@ class Deployment:
         print(row, flush=True)
         return row
 
-    def self_trained(self, ctx: Context, start: Fitted) -> tuple[Fitted, list[dict]]:
+    def self_trained(self, ctx: Context, start: Fitted,
+                     settings: SelfTrainSettings = SelfTrainSettings()
+                     ) -> tuple[Fitted, list[dict]]:
         y_holdout = self.corpus.y[self.holdout]
 
         def holdout_f1(fitted: Fitted) -> float:
@@ -101,7 +105,7 @@ class Deployment:
         best, rounds = self_train(
             start, lambda fitted: fitted.score(self.adaptation),
             lambda positions, labels, _: self.fit(ctx, self.adaptation[positions], labels),
-            holdout_f1, float(self.corpus.y[self.training].mean()), SelfTrainSettings())
+            holdout_f1, float(self.corpus.y[self.training].mean()), settings)
         return best, [{k: v for k, v in r.items() if k != "model"} for r in rounds]
 
 
@@ -141,6 +145,11 @@ def run(corpus: Corpus, mlm: MlmSettings) -> list[str]:
     self_trained, rounds = deployment.self_trained(ctx, plain)
     rows.append(deployment.judge(self_trained, "self-training"))
     notes.append(f"Self-training rounds: {rounds}.")
+    at_labeled_share, labeled_rounds = deployment.self_trained(
+        ctx, plain, SelfTrainSettings(share_from="labels"))
+    rows.append(deployment.judge(at_labeled_share,
+                                 "self-training at the labeled mail's spam share"))
+    notes.append(f"Self-training at the labeled mail's spam share, rounds: {labeled_rounds}.")
     both, both_rounds = deployment.self_trained(adapted_ctx, adapted)
     rows.append(deployment.judge(both, "MLM adaptation + self-training"))
     notes.append(f"Self-training after MLM, rounds: {both_rounds}.")

@@ -13,7 +13,7 @@ from cli.model_commands import queue_and_follow, timeout_option, wait_option
 from core.db import session_scope
 from core.models import EncoderVersion
 from ml.mlm import MlmSettings
-from ml.selftrain import SelfTrainSettings
+from ml.selftrain import SHARE_FROM, SelfTrainSettings
 
 
 @click.group()
@@ -56,6 +56,10 @@ def adapt_mlm(wait: bool, timeout: float, **options) -> None:
               "this pseudo-ham.")
 @click.option("--max-per-class", type=int, default=SelfTrainSettings.max_per_class,
               show_default=True, help="Pseudo-labels of each class a round may add.")
+@click.option("--share-from", type=click.Choice(SHARE_FROM),
+              default=SelfTrainSettings.share_from, show_default=True,
+              help="The pseudo-labels' spam share: the active model's estimate on the "
+                   "unlabeled mail, or the human labels' share.")
 @wait_option
 @timeout_option
 def adapt_selftrain(wait: bool, timeout: float, **options) -> None:

@@ -1,7 +1,14 @@
 """Self-training: the mail a model is confident about, labeled by it (pseudo-labels), added
 to the human labels for the next model. Pseudo-labels only ever label mail no person has
-labeled, and each round keeps the labeled mail's spam share, so a confident model cannot
-flood the training set with its favourite class."""
+labeled, and each round keeps one spam share, so a confident model cannot flood the training
+set with its favourite class.
+
+That share is by default the deployment's own, as the starting model estimates it (the mean
+of its calibrated p(spam) over the unlabeled mail): a deployment's mail need not have the
+labeled mail's share of spam. In the simulated deployment (BENCHMARKS.md) the labeled mail
+was 15 % spam and the deployment's 50 %; pseudo-labels at the labeled share gave F1 0.911
+on its test part, at the estimated share (0.46) 0.926, against 0.902 without
+self-training. ``share_from="labels"`` keeps the labeled mail's share."""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from typing import TypeVar
 import numpy as np
 
 M = TypeVar("M")  # a model, whatever the caller trains
+SHARE_FROM = ("unlabeled", "labels")
 
 
 @dataclass(frozen=True)
@@ -19,6 +27,9 @@ class SelfTrainSettings:
     rounds: int = 3  # at most; a round that does not improve on the holdout set ends it
     confidence: float = 0.99  # p(spam) at least this is spam, at most 1 - this is ham
     max_per_class: int = 2000  # pseudo-labels of each class a round may add
+    # The spam share of the pseudo-labels: "unlabeled" (the starting model's estimate on the
+    # unlabeled mail) or "labels" (the human labels').
+    share_from: str = "unlabeled"
 
     def __post_init__(self) -> None:
         if not 1 <= self.rounds <= 20:
@@ -27,6 +38,8 @@ class SelfTrainSettings:
             raise ValueError("confidence must be above 0.5 and below 1")
         if self.max_per_class < 1:
             raise ValueError("max_per_class must be at least 1")
+        if self.share_from not in SHARE_FROM:
+            raise ValueError(f"share_from must be one of {', '.join(SHARE_FROM)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,18 +66,23 @@ def pseudo_labels(p_spam: np.ndarray, settings: SelfTrainSettings, spam_share: f
 
 def self_train(start: M, score: Callable[[M], np.ndarray],
                fit: Callable[[np.ndarray, np.ndarray, int], M], judge: Callable[[M], float],
-               spam_share: float, settings: SelfTrainSettings) -> tuple[M, list[dict]]:
+               labeled_share: float, settings: SelfTrainSettings) -> tuple[M, list[dict]]:
     """Rounds of self-training from the model ``start``: ``score(model)`` gives p(spam) of
     the unlabeled mail, ``fit(positions, labels, round)`` trains a model on the human labels
-    and those pseudo-labels, ``judge(model)`` is its F1 on held-out labeled mail. Returns
-    the best model and what each round did (the worker and the deployment benchmark both run this). A round's model
+    and those pseudo-labels, ``judge(model)`` is its F1 on held-out labeled mail;
+    ``labeled_share`` is the human labels' spam share. Returns the best model and what each
+    round did (the worker and the deployment benchmark both run this). A round's model
     that is no worse than the best so far becomes the best (it has read the deployment's
     mail, which the holdout set, labeled mail of old, cannot reward); one that is worse, or
     no better, ends the run."""
     best, best_f1 = start, judge(start)
-    rounds: list[dict] = [{"round": 0, "holdout_f1": best_f1}]
+    p_start = score(start)
+    spam_share = (float(np.mean(p_start)) if settings.share_from == "unlabeled" and len(p_start)
+                  else labeled_share)
+    rounds: list[dict] = [{"round": 0, "holdout_f1": best_f1, "spam_share": spam_share}]
     for number in range(1, settings.rounds + 1):
-        positions, labels = pseudo_labels(score(best), settings, spam_share)
+        p = p_start if number == 1 else score(best)
+        positions, labels = pseudo_labels(p, settings, spam_share)
         if not len(positions):
             rounds.append({"round": number, "pseudo_labels": 0, "stopped": "none confident"})
             break

@@ -31,7 +31,8 @@ def test_pseudo_labels_never_touch_human_labels(trained, tmp_path):
         job = session.scalar(select(Job).where(Job.kind == "selftrain"))
         rounds = job.result["rounds"]
         assert rounds[0] == {"round": 0, "model_id": trained, "holdout_f1": rounds[0][
-            "holdout_f1"]}
+            "holdout_f1"], "spam_share": rounds[0]["spam_share"]}
+        assert 0 < rounds[0]["spam_share"] < 1  # the active model's estimate on the mail
         first = rounds[1]
         assert 0 < first["pseudo_labels"] <= UNLABELED
         model = session.get(TrainedModel, first["model_id"])

@@ -61,3 +61,19 @@ def test_a_round_no_worse_is_kept_and_ends_the_run():
                               0.5, SelfTrainSettings(rounds=5))
     assert best == 1 and len(rounds) == 2
     assert rounds[-1]["stopped"] == "no better on the holdout set"
+
+
+def test_the_spam_share_comes_from_the_unlabeled_mail_unless_asked_for_the_labels():
+    """Labeled mail 10 % spam, the deployment's half spam: by default the pseudo-labels
+    keep the share the starting model's scores estimate there."""
+    from ml.selftrain import self_train
+
+    p = np.array([0.999] * 50 + [0.001] * 50)
+    for share_from, spam in (("unlabeled", 50), ("labels", 5)):
+        best, rounds = self_train(0, lambda model: p, lambda positions, labels, number: number,
+                                  lambda model: 1.0, 0.1,
+                                  SelfTrainSettings(rounds=1, share_from=share_from))
+        assert rounds[1]["pseudo_spam"] == spam, share_from
+    assert rounds[0]["spam_share"] == 0.1
+    with pytest.raises(ValueError):
+        SelfTrainSettings(share_from="guess")
