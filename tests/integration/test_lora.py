@@ -142,7 +142,7 @@ def test_a_killed_training_worker_is_resumed_from_its_checkpoint(labeled_mail, p
         assert job_row(job_id).state == JobState.RUNNING
 
         stack.start("worker", *workers)
-        job = wait_for(lambda: finished(job_id), timeout=300, log_path=stack.log("worker"))
+        job = wait_for(lambda: finished(job_id), timeout=450, log_path=stack.log("worker"))
         assert job.state == JobState.SUCCEEDED, (job.message, stack.logs())
     with session_scope() as session:
         model = session.get(TrainedModel, job.result["model_id"])
