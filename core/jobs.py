@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, update
 from sqlalchemy.orm import Session
 
 from core.config import get_settings
@@ -51,13 +51,12 @@ def advance_job(session: Session, job_id: int, done: int) -> bool:
             state=case((succeeded, JobState.SUCCEEDED), else_=Job.state),
             finished_at=case((reached, func.clock_timestamp()), else_=Job.finished_at),
         )
-        .returning(Job.done, Job.total)
+        .returning(Job.done, Job.total, Job.kind, Job.state)
     ).first()
     reached_now = (row is not None and row.total is not None
                    and row.done - done < row.total <= row.done)
     if reached_now:
-        kind, state = session.execute(select(Job.kind, Job.state).where(Job.id == job_id)).one()
-        _count_after_commit(session, kind, state)
+        _count_after_commit(session, row.kind, row.state)
     return reached_now
 
 

@@ -117,18 +117,23 @@ def _redis_paths(var_dir: Path) -> tuple[Path, Path, Path]:
     return directory, directory / "redis.sock", directory / "redis.pid"
 
 
-def _redis_answers(socket_path: Path) -> bool:
+def redis_answers(client) -> bool:
+    """Whether the server of a redis-py ``client`` answers a ping; the client is closed."""
     import redis
 
-    if not socket_path.exists():
-        return False
-    client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1)
     try:
         return bool(client.ping())
     except redis.RedisError:
         return False
     finally:
         client.close()
+
+
+def _redis_answers(socket_path: Path) -> bool:
+    import redis
+
+    return socket_path.exists() and redis_answers(
+        redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1))
 
 
 def start_embedded_redis(var_dir: Path) -> str:

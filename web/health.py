@@ -11,7 +11,6 @@ from ipaddress import ip_address
 
 from flask import Blueprint, jsonify, request
 
-from core.models import Scope
 from workers.health import check
 
 blueprint = Blueprint("health", __name__)
@@ -61,11 +60,6 @@ def local_or_read_scope():
     the refusal (401 or 403) to answer with."""
     if _from_this_machine():
         return None
-    from web.auth import api_user
+    from web.auth import read_scope_refusal
 
-    user = api_user()
-    if user is None:
-        return jsonify(error="authentication required: an API bearer token"), 401
-    if not user.allows(Scope.READ):
-        return jsonify(error="this needs the read scope"), 403
-    return None
+    return read_scope_refusal(request.path)

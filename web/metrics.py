@@ -79,4 +79,3 @@ def count_requests(app: Flask) -> None:
 
         count(record)
         return response
-

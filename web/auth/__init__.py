@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, abort, g, request
+from flask import Blueprint, abort, g, jsonify, request
 from flask_login import current_user
 from sqlalchemy.exc import DBAPIError
 
@@ -54,6 +54,17 @@ def load_user(session_id: str) -> SessionUser | None:
             return dashboard_user(user, session_id) if user is not None else None
     except DBAPIError:
         abort(503, description="database unavailable; try again shortly")
+
+
+def read_scope_refusal(what: str):
+    """None when the request carries a token (or session) with the read scope; else the
+    401 or 403 answer, saying ``what`` needs it."""
+    user = api_user()
+    if user is None:
+        return jsonify(error="authentication required: an API bearer token"), 401
+    if not user.allows(Scope.READ):
+        return jsonify(error=f"{what} needs the read scope"), 403
+    return None
 
 
 def api_user() -> SessionUser | None:
