@@ -13,3 +13,9 @@ def test_every_setting_is_documented():
     readme = (REPO_ROOT / "README.md").read_text()
     documented = set(re.findall(r"SPAMSIFT_([A-Z0-9_]+)", readme))
     assert read and sorted(read - documented) == []
+
+
+def test_every_picture_the_readme_shows_is_in_the_repository():
+    readme = (REPO_ROOT / "README.md").read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert pictures and [p for p in pictures if not (REPO_ROOT / p).is_file()] == []
