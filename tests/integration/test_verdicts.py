@@ -193,7 +193,8 @@ def upload_with_broker_down(app, archive: bytes, filename: str) -> int:
     name = app.config["SESSION_COOKIE_NAME"]
     cookie = client.get_cookie(name)
     result = subprocess.run([sys.executable, "-c", UPLOAD_PROBE, name, cookie.value, token,
-                             filename], input=archive, env=dict(os.environ, SPAMSIFT_BROKER_URL=DEAD_BROKER),
+                             filename], input=archive,
+                            env=dict(os.environ, SPAMSIFT_BROKER_URL=DEAD_BROKER),
                             capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr.decode()
     reply = json.loads(result.stdout.decode().strip().splitlines()[-1])
