@@ -147,13 +147,7 @@ def test_hostile_html_renders_without_running(page, live_server, seeded):
 def test_the_review_queue_labels_with_the_keyboard(page, live_server, seeded):
     """A model judges the two unlabeled emails; on the Review page `j`, `k` move and `s`
     marks the selected one spam, which leaves the queue."""
-    from tests.waiting import wait_for
-    from workers.client import queue_training
-
-    with session_scope() as session:
-        queue_training(session, "tfidf-nb")
-    wait_for(lambda: all(verdict_of_email(email_id) for email_id in
-                         (seeded["plain"], seeded["hostile"])), timeout=120)
+    judge_with_a_trained_model(seeded["plain"], seeded["hostile"])
     log_in(page, live_server)
     page.click("text=Review")
     rows = page.locator("[data-review-row]")
@@ -175,6 +169,16 @@ def test_the_review_queue_labels_with_the_keyboard(page, live_server, seeded):
         assert email.label == Label.SPAM and email.label_source == "dashboard"
 
 
+def judge_with_a_trained_model(*email_ids: int) -> None:
+    """Train a model on the labeled mail and wait until it has judged these emails."""
+    from tests.waiting import wait_for
+    from workers.client import queue_training
+
+    with session_scope() as session:
+        queue_training(session, "tfidf-nb")
+    wait_for(lambda: all(verdict_of_email(email_id) for email_id in email_ids), timeout=120)
+
+
 def verdict_of_email(email_id: int) -> bool:
     with session_scope() as session:
         return session.get(Email, email_id).verdict_id is not None
@@ -192,15 +196,10 @@ def test_the_readme_screenshot_shows_judged_mail(page, live_server, seeded):
     """The README's picture of the dashboard (docs/dashboard.png is a copy of what this writes
     to var/screenshots/readme.png): a model trained on the hand-written mail, an unlabeled
     email's verdict with the terms behind it."""
-    from tests.waiting import wait_for
-    from workers.client import queue_training
-
     with session_scope() as session:
         [spam] = store_emails(session, [Incoming(UNLABELED_SPAM, "test")])
         apply_parse(session.get(Email, spam.email_id))
-        queue_training(session, "tfidf-nb")
-    wait_for(lambda: all(verdict_of_email(email_id) for email_id in
-                         (seeded["plain"], spam.email_id)), timeout=120)
+    judge_with_a_trained_model(seeded["plain"], spam.email_id)
     log_in(page, live_server)
     page.goto(f"{live_server}/mail/{spam.email_id}")
     assert page.inner_text("#verdict") in ("spam", "unsure")
