@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from core.config import Settings
 from core.models import Email, HoldoutEmail, Label, Prediction, TrainedModel
-from ml.refit import (expected_fpr, fpr_estimate, population_stability, refit_thresholds,
-                      score_histogram)
+from ml.refit import (fpr_estimate, population_stability, refit_thresholds, score_histogram,
+                      score_mixture)
 from ml.thresholds import Thresholds
 
 
@@ -57,9 +57,16 @@ def threshold_health(session: Session, model: TrainedModel, settings: Settings) 
     reference = (model.params or {}).get("score_reference")
     psi = (population_stability(reference, scores.p_unlabeled)
            if reference and len(scores.p_unlabeled) >= settings.drift_min_emails else None)
+    expected, why_not = None, None
+    if len(scores.p_unlabeled) < settings.drift_min_emails:
+        why_not = (f"{len(scores.p_unlabeled)} recent unlabeled emails: too few to tell "
+                   f"(it takes {settings.drift_min_emails})")
+    elif (mixture := score_mixture(scores.p_unlabeled)).apart:
+        expected = mixture.expected_fpr(threshold)
+    else:
+        why_not = "recent mail's scores do not fall into two groups clearly apart"
     return {"threshold": threshold, "labeled_fpr": estimate.to_dict() if estimate else None,
-            "expected_fpr": (expected_fpr(scores.p_unlabeled, threshold)
-                             if len(scores.p_unlabeled) else None),
+            "expected_fpr": expected, "expected_fpr_unknown": why_not,
             "unlabeled": len(scores.p_unlabeled), "psi": psi,
             "drifted": psi is not None and psi > settings.drift_alert_psi,
             "fit": (model.params or {}).get("thresholds_fit")}

@@ -3,8 +3,13 @@
 Thresholds chosen for a 0.1 % false-positive rate on one corpus gave 1-8 % on another
 organisation's mail in our measurements. So they are re-fitted on the deployment's mail:
 
-- before any label, from the unlabeled score distribution: with calibrated scores, a
-  threshold t is expected to call spam the hams' share sum(1 - p | p >= t) / sum(1 - p);
+- before any label, from the unlabeled score distribution: two normal components over the
+  scores' log-odds, the hams' and the spams' (a Gaussian mixture), and the spam threshold
+  where the hams' component leaves the target share above it. Scores are not calibrated
+  enough in the tail on mail unlike the training mail to count each email's 1 - p as
+  expected ham (measured: that made thresholds stricter on mail where they should fall, and
+  looser where they should rise; ``BENCHMARKS.md``). Where the two components are not
+  clearly apart, the unlabeled mail says nothing about the threshold and is not used;
 - once enough hams are labeled (mail the model never trained on), from those labels too:
   the stricter of the two spam thresholds is kept.
 
@@ -18,7 +23,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import beta
+from scipy.stats import beta, norm
+from sklearn.mixture import GaussianMixture
 
 from ml.active import log_odds
 from ml.thresholds import Thresholds, choose_thresholds
@@ -53,44 +59,97 @@ def fpr_estimate(p_ham: np.ndarray, threshold: float, confidence: float = 0.95
     return FprEstimate(false_positives / hams, float(low), float(high), false_positives, hams)
 
 
-def expected_fpr(p_unlabeled: np.ndarray, threshold: float) -> float:
-    """The false-positive rate calibrated scores expect of ``threshold`` on this mail."""
-    p = np.asarray(p_unlabeled, dtype=float)
-    ham_weight = 1 - p
-    total = ham_weight.sum()
-    return float(ham_weight[p >= threshold].sum() / total) if total > 0 else 0.0
+# Ashman's D between the two components below which they are not clearly apart (a common
+# criterion for a mixture of two normals to be cleanly bimodal).
+MIN_SEPARATION = 2.0
+
+
+@dataclass(frozen=True)
+class ScoreMixture:
+    """Two normal components over the log-odds of unlabeled mail: the hams' and the spams'."""
+
+    ham_mean: float
+    ham_sd: float
+    spam_mean: float
+    spam_sd: float
+    spam_share: float
+
+    @property
+    def separation(self) -> float:
+        """Ashman's D: the distance between the means in pooled standard deviations."""
+        return abs(self.spam_mean - self.ham_mean) / np.sqrt(
+            (self.ham_sd ** 2 + self.spam_sd ** 2) / 2)
+
+    @property
+    def apart(self) -> bool:
+        return self.spam_mean > self.ham_mean and self.separation >= MIN_SEPARATION
+
+    def expected_fpr(self, threshold: float) -> float:
+        """The share of the hams' component at or above ``threshold``."""
+        z = (_full_log_odds(np.array([threshold]))[0] - self.ham_mean) / self.ham_sd
+        return float(norm.sf(z))
+
+    def thresholds(self, target_fpr: float, max_spam_missed: float) -> Thresholds:
+        """The spam threshold that leaves ``target_fpr`` of the hams' component above it;
+        the ham threshold that leaves ``max_spam_missed`` of the spams' below it."""
+        spam = _probability(self.ham_mean + norm.isf(target_fpr) * self.ham_sd)
+        ham = _probability(self.spam_mean + norm.ppf(max_spam_missed) * self.spam_sd)
+        return Thresholds(spam, min(ham, spam), target_fpr, max_spam_missed)
+
+
+def _probability(z: float) -> float:
+    return float(1 / (1 + np.exp(-z)))
+
+
+def _full_log_odds(p: np.ndarray) -> np.ndarray:
+    """Log-odds as far as float64 holds them: ``ml.active.log_odds`` stops at ±20.7, which
+    would pile the surest scores into spikes that pull the components."""
+    p = np.clip(np.asarray(p, dtype=float), 1e-300, np.nextafter(1.0, 0.0))
+    return np.log(p) - np.log1p(-p)
+
+
+def score_mixture(p_unlabeled: np.ndarray) -> ScoreMixture:
+    """The two-component mixture fitted to the log-odds of ``p_unlabeled``."""
+    z = _full_log_odds(p_unlabeled).reshape(-1, 1)
+    fit = GaussianMixture(2, n_init=3, random_state=0).fit(z)
+    means, sds = fit.means_.ravel(), np.sqrt(fit.covariances_.ravel())
+    ham, spam = np.argsort(means)
+    return ScoreMixture(float(means[ham]), float(sds[ham]), float(means[spam]),
+                        float(sds[spam]), float(fit.weights_[spam]))
 
 
 def unlabeled_thresholds(p_unlabeled: np.ndarray, target_fpr: float,
-                         max_spam_missed: float) -> Thresholds:
-    """Thresholds expected to meet the targets on this mail: the lowest spam threshold whose
-    expected false-positive rate is within the target, the highest ham threshold whose
-    expected share of spam let through is within ``max_spam_missed``."""
-    p = np.sort(np.asarray(p_unlabeled, dtype=float))
-    ham_above = np.cumsum((1 - p)[::-1])[::-1]  # expected hams at or above each score
-    within = ham_above / ham_above[0] <= target_fpr
-    spam = float(p[np.argmax(within)]) if within.any() else float(np.nextafter(p[-1], np.inf))
-    spam_below = np.cumsum(p) - p  # expected spam strictly below each score
-    missed = spam_below / max(p.sum(), 1e-12) <= max_spam_missed
-    ham = float(p[np.flatnonzero(missed)[-1]]) if missed.any() else 0.0
-    return Thresholds(spam, min(ham, spam), target_fpr, max_spam_missed)
+                         max_spam_missed: float) -> Thresholds | None:
+    """Thresholds expected to meet the targets on this mail, or None where its scores do not
+    fall into two groups clearly apart."""
+    mixture = score_mixture(p_unlabeled)
+    return mixture.thresholds(target_fpr, max_spam_missed) if mixture.apart else None
 
 
 def refit_thresholds(p_unlabeled: np.ndarray, y_labeled: np.ndarray, p_labeled: np.ndarray,
                      target_fpr: float, max_spam_missed: float, min_hams: int
                      ) -> tuple[Thresholds, str]:
-    """New thresholds and how they were found (see the module's docstring)."""
+    """New thresholds and how they were found (see the module's docstring). Raises
+    ValueError where neither the unlabeled mail nor the labels can tell."""
     fitted = unlabeled_thresholds(p_unlabeled, target_fpr, max_spam_missed)
+    unlabeled = f"unlabeled score distribution ({len(p_unlabeled)} emails)"
+    not_apart = (f"the scores of {len(p_unlabeled)} unlabeled emails do not fall into two "
+                 "groups clearly apart (ham and spam)")
     y = np.asarray(y_labeled, dtype=bool)
     hams, spams = int((~y).sum()), int(y.sum())
     if hams < min_hams or not spams:
-        return fitted, f"unlabeled score distribution ({len(p_unlabeled)} emails)"
+        if fitted is None:
+            raise ValueError(f"{not_apart}, and a re-fit from labels needs {min_hams} labeled "
+                             f"hams and a spam the model never trained on ({hams} and {spams})")
+        return fitted, unlabeled
     labeled = choose_thresholds(y, p_labeled, target_fpr, max_spam_missed)
+    how = f"labels ({hams} hams, {spams} spams)"
+    if fitted is None:
+        return labeled, f"{how}; {not_apart}"
     spam = max(fitted.spam, labeled.spam)
     ham = min(max(fitted.ham, labeled.ham), spam)
     return (Thresholds(spam, ham, target_fpr, max_spam_missed),
-            f"unlabeled score distribution ({len(p_unlabeled)} emails) and labels "
-            f"({hams} hams, {spams} spams): the stricter")
+            f"{unlabeled} and {how}: the stricter")
 
 
 def score_histogram(p_spam: np.ndarray) -> list[int]:

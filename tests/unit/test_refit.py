@@ -1,16 +1,17 @@
 import numpy as np
 import pytest
 
-from ml.refit import (expected_fpr, fpr_estimate, population_stability, refit_thresholds,
-                      score_histogram, unlabeled_thresholds)
+from ml.thresholds import choose_thresholds
+from ml.refit import (fpr_estimate, population_stability, refit_thresholds, score_histogram,
+                      score_mixture, unlabeled_thresholds)
 
 
-def calibrated_mail(n: int, spam_share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Scores that are calibrated by construction: each label drawn with probability p."""
+def two_groups(n: int, spam_share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of hams and spams, each group normal in log-odds, as a classifier gives them."""
     rng = np.random.default_rng(seed)
-    z = np.where(rng.random(n) < spam_share, rng.normal(4, 2, n), rng.normal(-4, 2, n))
-    p = 1 / (1 + np.exp(-z))
-    return p, (rng.random(n) < p).astype(int)
+    y = (rng.random(n) < spam_share).astype(int)
+    z = np.where(y == 1, rng.normal(4, 2, n), rng.normal(-4, 2, n))
+    return 1 / (1 + np.exp(-z)), y
 
 
 def test_the_fpr_interval_is_exact_and_narrows_with_more_hams():
@@ -23,18 +24,36 @@ def test_the_fpr_interval_is_exact_and_narrows_with_more_hams():
     assert fpr_estimate(np.array([]), 0.5) is None
 
 
-def test_unlabeled_thresholds_meet_the_target_on_calibrated_mail():
-    p, y = calibrated_mail(40_000, 0.3)
+@pytest.mark.parametrize("confidence", [1, 2, 4])
+def test_unlabeled_thresholds_meet_the_target_however_calibrated_the_scores_are(confidence):
+    """Log-odds times 2 are calibrated here (two normals 8 apart, sd 2); times 1 too timid,
+    times 4 too sure, as scores are on mail unlike the training mail. The threshold leaves
+    the target share of hams above it all the same."""
+    timid, y = two_groups(40_000, 0.3)
+    p = 1 / (1 + (1 / timid - 1) ** confidence)
     fitted = unlabeled_thresholds(p, 0.01, 0.05)
-    assert expected_fpr(p, fitted.spam) <= 0.01
-    true_fpr = np.mean(p[y == 0] >= fitted.spam)
-    assert true_fpr == pytest.approx(0.01, abs=0.003)
+    assert np.mean(p[y == 0] >= fitted.spam) == pytest.approx(0.01, abs=0.003)
     assert np.mean(p[y == 1] < fitted.ham) == pytest.approx(0.05, abs=0.01)
     assert fitted.ham <= fitted.spam
+    assert score_mixture(p).expected_fpr(fitted.spam) == pytest.approx(0.01)
+
+
+def test_mail_of_one_group_gives_no_unlabeled_thresholds():
+    rng = np.random.default_rng(4)
+    only_ham = 1 / (1 + np.exp(-rng.normal(-4, 2, 5_000)))
+    assert not score_mixture(only_ham).apart
+    assert unlabeled_thresholds(only_ham, 0.01, 0.05) is None
+    with pytest.raises(ValueError, match="do not fall into two groups"):
+        refit_thresholds(only_ham, np.array([0]), np.array([0.1]), 0.01, 0.05, min_hams=50)
+    y = np.r_[np.zeros(100, int), np.ones(10, int)]
+    scores = np.r_[np.linspace(0.01, 0.6, 100), np.full(10, 0.99)]
+    thresholds, how = refit_thresholds(only_ham, y, scores, 0.01, 0.05, min_hams=50)
+    assert thresholds == choose_thresholds(y, scores, 0.01, 0.05)
+    assert how.startswith("labels (100 hams, 10 spams)")
 
 
 def test_labels_make_the_thresholds_stricter_never_looser():
-    p, y = calibrated_mail(5_000, 0.3)
+    p, y = two_groups(5_000, 0.3)
     unlabeled = refit_thresholds(p, y[:0], p[:0], 0.01, 0.05, min_hams=50)[0]
     harsh = p.copy()
     harsh[:200][y[:200] == 0] = 0.999  # the labeled hams score high here
@@ -47,9 +66,9 @@ def test_labels_make_the_thresholds_stricter_never_looser():
 
 
 def test_drift_is_small_for_the_same_mail_and_large_for_other_mail():
-    p, _ = calibrated_mail(20_000, 0.3, seed=1)
+    p, _ = two_groups(20_000, 0.3, seed=1)
     reference = score_histogram(p[:10_000])
     assert sum(reference) == 10_000
     assert population_stability(reference, p[10_000:]) < 0.01
-    other, _ = calibrated_mail(10_000, 0.8, seed=2)
+    other, _ = two_groups(10_000, 0.8, seed=2)
     assert population_stability(reference, other) > 0.25
