@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.stats import beta, norm
-from sklearn.mixture import GaussianMixture
 
 from ml.active import log_odds
 from ml.thresholds import Thresholds, choose_thresholds
@@ -110,6 +109,8 @@ def _full_log_odds(p: np.ndarray) -> np.ndarray:
 
 def score_mixture(p_unlabeled: np.ndarray) -> ScoreMixture:
     """The two-component mixture fitted to the log-odds of ``p_unlabeled``."""
+    from sklearn.mixture import GaussianMixture  # here: the web app imports this module
+
     z = _full_log_odds(p_unlabeled).reshape(-1, 1)
     fit = GaussianMixture(2, n_init=3, random_state=0).fit(z)
     means, sds = fit.means_.ravel(), np.sqrt(fit.covariances_.ravel())
