@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+from ml.active import sigmoid
 from ml.arrays import pack, unpack
 
 C_GRID = np.logspace(-3, 3, 13)
@@ -21,10 +22,6 @@ C_GRID = np.logspace(-3, 3, 13)
 
 class NotEnoughLabels(ValueError):
     pass
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
 def check_labels(y: np.ndarray) -> int:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import beta, norm
 
-from ml.active import log_odds
+from ml.active import log_odds, sigmoid
 from ml.thresholds import Thresholds, choose_thresholds
 
 # Log-odds bin edges for score histograms (drift): ten bins, open at both ends.
@@ -61,6 +61,9 @@ def fpr_estimate(p_ham: np.ndarray, threshold: float, confidence: float = 0.95
 # Ashman's D between the two components below which they are not clearly apart (a common
 # criterion for a mixture of two normals to be cleanly bimodal).
 MIN_SEPARATION = 2.0
+# How near 0 a score's log-odds go here: the default stop of ``log_odds`` (±20.7) would pile
+# the surest scores into spikes that pull the components.
+FULL_RANGE = 1e-300
 
 
 @dataclass(frozen=True)
@@ -85,33 +88,22 @@ class ScoreMixture:
 
     def expected_fpr(self, threshold: float) -> float:
         """The share of the hams' component at or above ``threshold``."""
-        z = (_full_log_odds(np.array([threshold]))[0] - self.ham_mean) / self.ham_sd
+        z = (log_odds(np.array([threshold]), FULL_RANGE)[0] - self.ham_mean) / self.ham_sd
         return float(norm.sf(z))
 
     def thresholds(self, target_fpr: float, max_spam_missed: float) -> Thresholds:
         """The spam threshold that leaves ``target_fpr`` of the hams' component above it;
         the ham threshold that leaves ``max_spam_missed`` of the spams' below it."""
-        spam = _probability(self.ham_mean + norm.isf(target_fpr) * self.ham_sd)
-        ham = _probability(self.spam_mean + norm.ppf(max_spam_missed) * self.spam_sd)
+        spam = float(sigmoid(self.ham_mean + norm.isf(target_fpr) * self.ham_sd))
+        ham = float(sigmoid(self.spam_mean + norm.ppf(max_spam_missed) * self.spam_sd))
         return Thresholds(spam, min(ham, spam), target_fpr, max_spam_missed)
-
-
-def _probability(z: float) -> float:
-    return float(1 / (1 + np.exp(-z)))
-
-
-def _full_log_odds(p: np.ndarray) -> np.ndarray:
-    """Log-odds as far as float64 holds them: ``ml.active.log_odds`` stops at ±20.7, which
-    would pile the surest scores into spikes that pull the components."""
-    p = np.clip(np.asarray(p, dtype=float), 1e-300, np.nextafter(1.0, 0.0))
-    return np.log(p) - np.log1p(-p)
 
 
 def score_mixture(p_unlabeled: np.ndarray) -> ScoreMixture:
     """The two-component mixture fitted to the log-odds of ``p_unlabeled``."""
     from sklearn.mixture import GaussianMixture  # here: the web app imports this module
 
-    z = _full_log_odds(p_unlabeled).reshape(-1, 1)
+    z = log_odds(p_unlabeled, FULL_RANGE).reshape(-1, 1)
     fit = GaussianMixture(2, n_init=3, random_state=0).fit(z)
     means, sds = fit.means_.ravel(), np.sqrt(fit.covariances_.ravel())
     ham, spam = np.argsort(means)

@@ -26,12 +26,13 @@ from core.jobs import finish_job
 from core.holdout import ensure_holdout, not_held_out
 from core.locks import exclusive
 from core.models import Email, EmailStatus, EncoderVersion, Job, JobState, Label, TrainedModel
+from ml.active import sigmoid
 from ml.baseline import train_baseline
 from ml.cascade import choose_cascade
 from ml.classifiers import CASCADE, LINEAR, TFIDF_LR, TFIDF_NB, validate
 from ml.hybrid import HYBRID, train_hybrid
 from ml.encoder import model_directory, package_version, weights_name
-from ml.linear import check_labels, platt, sigmoid, train_linear_probe
+from ml.linear import check_labels, platt, train_linear_probe
 from ml.lora import (LORA, CheckpointMismatch, Hooks, LoraClassifier, LoraSettings, Progress,
                      TrainingStopped, to_artifact, train_lora)
 from ml.mlm import MLM, MlmSettings, adapt

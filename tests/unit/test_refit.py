@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from ml.thresholds import choose_thresholds
 from ml.refit import (fpr_estimate, population_stability, refit_thresholds, score_histogram,
                       score_mixture, unlabeled_thresholds)
+from ml.thresholds import choose_thresholds
 
 
 def two_groups(n: int, spam_share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
