@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from core.models import Email, EmailStatus, Prediction
 from core.registry import active_model
 from core.vectors import document_vectors
-from ml.active import POOL_FACTOR, choose, log_odds, uncertainty
+from ml.active import POOL_FACTOR, choose, uncertainty
+from ml.odds import log_odds
 
 
 @dataclass(frozen=True)

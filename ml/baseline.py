@@ -20,10 +20,10 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 
-from ml.active import sigmoid
 from ml.arrays import pack, unpack
 from ml.linear import fit_logistic, folds_for, platt
 from ml.normalise import normalise_text
+from ml.odds import sigmoid
 
 VECTORIZER_PARAMS = {"sublinear_tf": True, "min_df": 2, "max_df": 0.95,
                      "max_features": 50_000, "ngram_range": (1, 2), "strip_accents": "unicode",

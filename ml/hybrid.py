@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ml.linear import LinearProbe, train_linear_probe
+from ml.odds import log_odds
 
 HYBRID = "hybrid"
 FEATURES = ("text", "language model")  # the stages, in feature order
@@ -20,8 +21,7 @@ _EDGE = 1e-6  # p is clipped away from 0 and 1 before its log-odds are taken
 
 def stage_features(p_text: np.ndarray, p_language: np.ndarray) -> np.ndarray:
     """(n, 2) log-odds of the two stages' p(spam)."""
-    p = np.clip(np.column_stack([p_text, p_language]).astype(np.float64), _EDGE, 1 - _EDGE)
-    return np.log(p / (1 - p))
+    return log_odds(np.column_stack([p_text, p_language]), _EDGE)
 
 
 def train_hybrid(y: np.ndarray, p_text_oof: np.ndarray, p_language_oof: np.ndarray, seed: int = 0

@@ -14,8 +14,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from ml.active import sigmoid
 from ml.arrays import pack, unpack
+from ml.odds import sigmoid
 
 C_GRID = np.logspace(-3, 3, 13)
 

@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from ml.active import sigmoid
 from ml.arrays import pack, unpack
 from ml.encoder import load_pretrained, load_weights
 from ml.linear import check_labels, platt
 from ml.lora_settings import LORA, LoraSettings
 from ml.metrics import binary_metrics
+from ml.odds import sigmoid
 
 MAX_CHECKPOINT_VERSION = 1
 

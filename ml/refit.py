@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import beta, norm
 
-from ml.active import log_odds, sigmoid
+from ml.odds import log_odds, sigmoid
 from ml.thresholds import Thresholds, choose_thresholds
 
 # Log-odds bin edges for score histograms (drift): ten bins, open at both ends.

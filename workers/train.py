@@ -26,7 +26,6 @@ from core.jobs import finish_job
 from core.holdout import ensure_holdout, not_held_out
 from core.locks import exclusive
 from core.models import Email, EmailStatus, EncoderVersion, Job, JobState, Label, TrainedModel
-from ml.active import sigmoid
 from ml.baseline import train_baseline
 from ml.cascade import choose_cascade
 from ml.classifiers import CASCADE, LINEAR, TFIDF_LR, TFIDF_NB, validate
@@ -38,6 +37,7 @@ from ml.lora import (LORA, CheckpointMismatch, Hooks, LoraClassifier, LoraSettin
 from ml.mlm import MLM, MlmSettings, adapt
 from ml.refit import score_histogram
 from ml.mlm import to_artifact as mlm_artifact
+from ml.odds import sigmoid
 from workers.app import DbTask
 from workers.client import activate_model
 from workers.names import ADAPT_ENCODER, TRAIN_MODEL
