@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from core.config import Settings
 from core.models import Email, HoldoutEmail, Label, Prediction, TrainedModel
-from ml.refit import (fpr_estimate, population_stability, refit_thresholds, score_histogram,
-                      score_mixture)
+from ml.refit import (expected_fpr, fpr_estimate, population_stability, refit_thresholds,
+                      score_histogram, score_mixture)
 from ml.thresholds import Thresholds
 
 
@@ -62,7 +62,7 @@ def threshold_health(session: Session, model: TrainedModel, settings: Settings) 
         why_not = (f"{len(scores.p_unlabeled)} recent unlabeled emails: too few to tell "
                    f"(it takes {settings.drift_min_emails})")
     elif (mixture := score_mixture(scores.p_unlabeled)).apart:
-        expected = mixture.expected_fpr(threshold)
+        expected = expected_fpr(scores.p_unlabeled, threshold, mixture).to_dict()
     else:
         why_not = "recent mail's scores do not fall into two groups clearly apart"
     return {"threshold": threshold, "labeled_fpr": estimate.to_dict() if estimate else None,

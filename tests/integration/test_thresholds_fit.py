@@ -32,13 +32,22 @@ def scheduled_run(name: str) -> ScheduledRun | None:
             ScheduledRun.name == name, ScheduledRun.finished_at.is_not(None)))
 
 
-def test_refit_then_the_next_verdict_uses_the_new_thresholds(trained, settings, tmp_path):
+def test_refit_then_the_next_verdict_uses_the_new_thresholds(trained, settings, tmp_path,
+                                                             client):
     settings(DRIFT_MIN_EMAILS=10)
     import_generated(tmp_path / "recent", range(LABELED, LABELED + 20))
     wait_for(lambda: processed_emails(LABELED + 20), timeout=120)
     health = json.loads(invoke("models", "refit", "--check").stdout)
     assert health["labeled_fpr"]["hams"] == 7  # the holdout set's hams
     assert health["unlabeled"] == 20 and health["fit"] is None
+    expected = health["expected_fpr"]  # ham-like and spam-like mail: two groups apart
+    assert expected["emails"] == 20 and expected["low"] <= expected["fpr"] <= expected["high"]
+    with session_scope() as session:
+        create_user(session, "alice", "correct horse", Role.VIEWER)
+    login(client, "alice", "correct horse")
+    shown = client.get("/models").get_data(as_text=True)
+    interval = (f"{100 * expected['low']:.2f}–{100 * expected['high']:.2f} %")
+    assert f'id="expected-fpr">{100 * expected["fpr"]:.2f} %' in shown and interval in shown
     with session_scope() as session:
         before = session.get(TrainedModel, trained).thresholds
 

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from ml.refit import (fpr_estimate, population_stability, refit_thresholds, score_histogram,
-                      score_mixture, unlabeled_thresholds)
+from scipy.stats import norm
+
+from ml.refit import (expected_fpr, fpr_estimate, population_stability, refit_thresholds,
+                      score_histogram, score_mixture, unlabeled_thresholds)
 from ml.thresholds import choose_thresholds
 
 
@@ -36,6 +38,38 @@ def test_unlabeled_thresholds_meet_the_target_however_calibrated_the_scores_are(
     assert np.mean(p[y == 1] < fitted.ham) == pytest.approx(0.05, abs=0.01)
     assert fitted.ham <= fitted.spam
     assert score_mixture(p).expected_fpr(fitted.spam) == pytest.approx(0.01)
+
+
+def hams_above(threshold: float) -> float:
+    """The true false-positive rate of ``two_groups``' hams (log-odds normal, -4 ± 2)."""
+    return float(norm.sf((np.log(threshold / (1 - threshold)) + 4) / 2))
+
+
+def test_the_expected_fpr_interval_holds_the_true_rate_and_narrows_with_more_mail():
+    covered, widths = 0, {}
+    for seed in range(20):
+        p, _ = two_groups(1_000, 0.4, seed=seed)
+        estimate = expected_fpr(p, 0.5, score_mixture(p), fits=40)
+        assert estimate.low < estimate.fpr < estimate.high and estimate.emails == 1_000
+        covered += estimate.low <= hams_above(0.5) <= estimate.high
+        widths.setdefault(1_000, estimate.high - estimate.low)
+    assert covered >= 16  # a 95 % interval: 19 of 20 on average
+    p, _ = two_groups(20_000, 0.4, seed=99)
+    many = expected_fpr(p, 0.5, score_mixture(p), fits=40)
+    assert many.low <= hams_above(0.5) <= many.high
+    assert many.high - many.low < widths[1_000] / 2
+
+
+def test_resamples_smaller_than_the_mail_give_about_the_same_interval():
+    """The m-out-of-n bootstrap: 2,000-score resamples of 20,000 scores, rescaled, give the
+    width that resampling all 20,000 gives."""
+    p, _ = two_groups(20_000, 0.4, seed=7)
+    mixture = score_mixture(p)
+    whole = expected_fpr(p, 0.5, mixture, fits=40, sample=20_000)
+    part = expected_fpr(p, 0.5, mixture, fits=40, sample=2_000)
+    assert part.fpr == whole.fpr
+    assert expected_fpr(p[::-1], 0.5, mixture, fits=40, sample=2_000) == part  # any order
+    assert (part.high - part.low) == pytest.approx(whole.high - whole.low, rel=0.4)
 
 
 def test_mail_of_one_group_gives_no_unlabeled_thresholds():
