@@ -239,14 +239,14 @@ def run(corpus: Corpus, mlm: MlmSettings) -> list[str]:
                      f"{expected_cell(row, '')} | {row['f1_refit']:.4f} | "
                      f"{row['fpr_refit']:.4f} | {expected_cell(row, '_refit')} | "
                      f"{row['roc_auc']:.4f} |")
-    checks = [row[f"{key}{suffix}"] for row in deployment.judged + backwards.judged
-              for suffix in ("", "_refit") for key in ("holds", "meets")
-              if f"holds{suffix}" in row]
-    holds, meets = sum(checks[::2]), sum(checks[1::2])
+    checked = [(row[f"holds{suffix}"], row[f"meets{suffix}"])
+               for row in deployment.judged + backwards.judged for suffix in ("", "_refit")
+               if f"holds{suffix}" in row]
     notes.append(f"The expected rate's interval (the Models page's, from the adaptation "
-                 f"part's scores) held the test hams' measured rate at {holds} of "
-                 f"{len(checks) // 2} thresholds (every model judged, random draws included); "
-                 f"the test hams' exact 95 % interval met it at {meets}.")
+                 f"part's scores) held the test hams' measured rate at "
+                 f"{sum(holds for holds, _ in checked)} of {len(checked)} thresholds (every "
+                 f"model judged, random draws included); the test hams' exact 95 % interval "
+                 f"met it at {sum(meets for _, meets in checked)}.")
     return [f"Labels: {len(deployment.training)} emails of the 2002 folders (and a holdout "
             f"set of {len(deployment.holdout)} for self-training's rounds). The deployment's "
             f"mail: {len(deployment.adaptation)} emails to adapt on (unlabeled) and "

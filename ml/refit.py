@@ -185,7 +185,7 @@ def expected_fpr(p_unlabeled: np.ndarray, threshold: float, mixture: ScoreMixtur
                       for _ in range(fits)]) * np.sqrt(size / len(z))
     tail = (1 - confidence) / 2
     low_z, high_z = centre + np.quantile(moved, [tail, 1 - tail])
-    return ExpectedFpr(float(norm.sf(centre)), float(norm.sf(high_z)),
+    return ExpectedFpr(mixture.expected_fpr(threshold), float(norm.sf(high_z)),
                        float(norm.sf(low_z)), len(p_unlabeled))
 
 
